@@ -15,8 +15,6 @@ pub mod policy;
 pub mod service;
 pub mod store;
 
-#[cfg(feature = "conformance")]
-pub mod conformance;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CoreError, ErrorKind};

@@ -1,1 +1,10 @@
-//! rotary-store
+//! Storage backends for Rotary. SQLite (embedded, the default) lives here now;
+//! PostgreSQL (multi-node) will sit beside it and run the same
+//! [`conformance`] suite.
+
+mod sqlite;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use sqlite::{SqliteOptions, SqliteStore};
