@@ -1,1 +1,104 @@
-//! rotary-server
+//! The Rotary server: HTTP API (axum) over the core services and the store.
+//!
+//! [`start`] boots (data directory, master key, store, first admin key), binds
+//! and serves in the background; the binary's `rotary server` and the
+//! integration tests both use it.
+
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rotary_core::Clock;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use bootstrap::FirstAdmin;
+pub use config::Config;
+
+/// A server running in the background.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// True when this start created the data directory.
+    pub created: bool,
+    /// Set only when this start generated the first admin key.
+    pub first_admin: Option<FirstAdmin>,
+    pub state: state::AppState,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests and waits for the end.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task panicked")?
+    }
+
+    /// Waits until the server ends by itself (it does not, short of an error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let booted = bootstrap::boot(cfg, clock).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen_addr()?)
+        .await
+        .with_context(|| format!("failed to listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let (tx, mut rx) = watch::channel(false);
+    let state = booted.state.clone();
+    let app = app::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+
+    let purge_state = state.clone();
+    let mut purge_rx = rx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match purge_state.secrets.purge_expired("scheduler").await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(count = n, "destroyed secrets whose recovery window ended"),
+                        Err(e) => tracing::warn!(error = %e, "purging expired secrets failed"),
+                    }
+                }
+                _ = purge_rx.changed() => break,
+            }
+        }
+    });
+
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
+            .context("server failed")
+    });
+    Ok(Running {
+        addr,
+        data_dir: booted.data_dir,
+        created: booted.created,
+        first_admin: booted.first_admin,
+        state,
+        shutdown: tx,
+        task,
+    })
+}

@@ -1,0 +1,82 @@
+//! The router and the OpenAPI document, built together from the same handler
+//! list (utoipa-axum) so the document cannot drift from the routes.
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::middleware::{audit, authenticate};
+use crate::routes::{admin, secrets};
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Rotary", description = "Self-hosted secrets manager with automatic rotation; NAVER Cloud Secret Manager compatible."),
+    modifiers(&SignatureV2),
+    security(("accessKey" = [], "timestamp" = [], "signature" = []))
+)]
+struct ApiDoc;
+
+struct SignatureV2;
+
+impl Modify for SignatureV2 {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let c = openapi.components.get_or_insert_with(Default::default);
+        for (name, header) in [
+            ("accessKey", "x-ncp-iam-access-key"),
+            ("timestamp", "x-ncp-apigw-timestamp"),
+            ("signature", "x-ncp-apigw-signature-v2"),
+        ] {
+            c.add_security_scheme(name, SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(header))));
+        }
+    }
+}
+
+async fn no_route() -> ApiError {
+    ApiError::NoRoute("no such API path or method".into())
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(secrets::list_secrets, secrets::create_secret))
+        .routes(routes!(secrets::get_secret, secrets::delete_secret))
+        .routes(routes!(secrets::enable_secret))
+        .routes(routes!(secrets::disable_secret))
+        .routes(routes!(secrets::request_deletion))
+        .routes(routes!(secrets::cancel_deletion))
+        .routes(routes!(secrets::get_values, secrets::put_values))
+        .routes(routes!(secrets::put_stage))
+        .routes(routes!(secrets::get_stage))
+        .routes(routes!(secrets::put_memo))
+        .routes(routes!(secrets::list_versions))
+        .routes(routes!(admin::list_keys, admin::create_key))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::list_audit))
+        .routes(routes!(admin::verify_audit))
+        .split_for_parts();
+    let (public, public_doc) = OpenApiRouter::new().routes(routes!(crate::routes::health)).split_for_parts();
+    doc.merge(public_doc);
+    let doc_json = std::sync::Arc::new(doc.to_pretty_json().unwrap_or_default());
+
+    let api = api
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
+        .layer(from_fn_with_state(state.clone(), authenticate))
+        .layer(from_fn_with_state(state.clone(), audit))
+        .with_state(state);
+    public
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc_json.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], (*doc).clone()) }
+            }),
+        )
+        .merge(api)
+        .fallback(no_route)
+}

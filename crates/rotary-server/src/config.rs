@@ -1,0 +1,95 @@
+//! Server configuration: defaults, then a TOML file, then `ROTARY_*`
+//! environment variables. Every option is documented in
+//! `rotary.example.toml` at the repository root.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Options that may also come from the environment as `ROTARY_<NAME>`.
+const ENV_KEYS: &[&str] = &[
+    "data_dir",
+    "listen",
+    "log",
+    "history_limit",
+    "recovery_window_days",
+    "master_key",
+    "admin_access_key",
+    "admin_secret_key",
+];
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the database and the master key file; created if missing.
+    pub data_dir: PathBuf,
+    /// `host:port` to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Log filter (`error`…`trace`, or `tracing` directives); `RUST_LOG` wins.
+    pub log: String,
+    /// Versions kept per secret beyond those a stage points at.
+    pub history_limit: i64,
+    /// Default days a secret stays recoverable after a deletion request (1–30).
+    pub recovery_window_days: i64,
+    /// Base64 of the 32-byte master key. Environment only (`ROTARY_MASTER_KEY`);
+    /// when absent the key file in the data directory is used.
+    pub master_key: Option<SecretString>,
+    /// First admin key of a new data directory (unattended installs). Ignored
+    /// once the data directory exists.
+    pub admin_access_key: Option<String>,
+    pub admin_secret_key: Option<SecretString>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("rotary-data"),
+            listen: "127.0.0.1:8420".into(),
+            log: "info".into(),
+            history_limit: 10,
+            recovery_window_days: 7,
+            master_key: None,
+            admin_access_key: None,
+            admin_secret_key: None,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults ← `file` (if given) ← environment.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut fig = Figment::new();
+        if let Some(f) = file {
+            if !f.exists() {
+                anyhow::bail!("config file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("ROTARY_").only(ENV_KEYS));
+        let cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.listen_addr()?;
+        if !(0..=1000).contains(&self.history_limit) {
+            anyhow::bail!("history_limit must be 0-1000");
+        }
+        if !(1..=30).contains(&self.recovery_window_days) {
+            anyhow::bail!("recovery_window_days must be 1-30");
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen
+            .parse()
+            .with_context(|| format!("listen must be host:port with an IP host, e.g. 127.0.0.1:8420 (got {:?})", self.listen))
+    }
+}
