@@ -1,0 +1,9 @@
+//! Integration tests: the server on port 0 with a temp data directory, driven
+//! over HTTP by the signing client.
+
+mod audit;
+mod auth;
+mod bad_input;
+mod helpers;
+mod hygiene;
+mod secrets;
