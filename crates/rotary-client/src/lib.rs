@@ -33,7 +33,12 @@ impl Answer {
         }
         let e = &self.body["error"];
         let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
-        Err(ClientError::Api { status: self.status, code: s("errorCode"), message: s("message"), details: s("details") })
+        Err(ClientError::Api {
+            status: self.status,
+            code: s("errorCode"),
+            message: s("message"),
+            details: s("details"),
+        })
     }
 
     pub fn error_code(&self) -> Option<&str> {
@@ -92,7 +97,12 @@ impl Client {
     }
 
     /// A signed request with an optional JSON body.
-    pub async fn call(&self, method: Method, path_with_query: &str, body: Option<&Value>) -> Result<Answer, ClientError> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path_with_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ClientError> {
         let headers = self.sign(&method, path_with_query);
         let mut req = self.http.request(method, format!("{}{}", self.endpoint, path_with_query));
         for (k, v) in headers {

@@ -76,11 +76,7 @@ impl SecretValue {
             )));
         }
         let parsed: Value = serde_json::from_str(raw).map_err(|e| {
-            CoreError::invalid(format!(
-                "secret value is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
+            CoreError::invalid(format!("secret value is not valid JSON (line {}, column {})", e.line(), e.column()))
         })?;
         let Value::Object(map) = parsed else {
             return Err(CoreError::invalid(format!(
@@ -99,11 +95,7 @@ impl SecretValue {
                 return Err(CoreError::invalid("secret value has an empty key"));
             }
             if !v.is_string() {
-                return Err(CoreError::invalid(format!(
-                    "value of key {:?} must be a string, not {}",
-                    k,
-                    type_name(v)
-                )));
+                return Err(CoreError::invalid(format!("value of key {:?} must be a string, not {}", k, type_name(v))));
             }
         }
         let keys = map.keys().cloned().collect();
@@ -178,9 +170,7 @@ impl Stage {
             "active" => Ok(Self::Active),
             "pending" => Ok(Self::Pending),
             "previous" => Ok(Self::Previous),
-            _ => Err(CoreError::invalid(format!(
-                "unknown stage {s:?}: expected active, pending or previous"
-            ))),
+            _ => Err(CoreError::invalid(format!("unknown stage {s:?}: expected active, pending or previous"))),
         }
     }
     pub fn as_str(self) -> &'static str {

@@ -55,7 +55,12 @@ impl Keyring {
             let pk = Key::generate();
             let row = ProtectionKeyRow {
                 key_id: 0,
-                wrapped: seal(master, MASTER_KEY_ID, &aad(&[b"protection-key", &0u32.to_be_bytes()]), pk.expose_bytes()),
+                wrapped: seal(
+                    master,
+                    MASTER_KEY_ID,
+                    &aad(&[b"protection-key", &0u32.to_be_bytes()]),
+                    pk.expose_bytes(),
+                ),
                 created_at: now_ms,
             };
             // Another node may have won the race: then read theirs.
@@ -98,7 +103,11 @@ impl Keyring {
         Ok(seal(self.key(self.current)?, self.current, &aad(&[b"access-key", access_key.as_bytes()]), secret))
     }
 
-    pub fn open_access_secret(&self, access_key: &str, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, CoreError> {
+    pub fn open_access_secret(
+        &self,
+        access_key: &str,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CoreError> {
         let key = self.key(key_id_of(sealed)?)?;
         Ok(open(key, &aad(&[b"access-key", access_key.as_bytes()]), sealed)?)
     }
@@ -115,4 +124,3 @@ pub fn value_ctx(secret_id: &str, version: i64) -> Vec<u8> {
 
 /// The data key's header id for values: always 0 (one data key per secret).
 pub const DATA_KEY_ID: u32 = 0;
-

@@ -15,7 +15,6 @@ pub mod policy;
 pub mod service;
 pub mod store;
 
-
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CoreError, ErrorKind};
 pub use keyring::Keyring;

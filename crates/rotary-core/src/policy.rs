@@ -22,9 +22,7 @@ impl Role {
             "reader" => Ok(Self::Reader),
             "manager" => Ok(Self::Manager),
             "admin" => Ok(Self::Admin),
-            _ => Err(CoreError::invalid(format!(
-                "unknown role {s:?}: expected metadata, reader, manager or admin"
-            ))),
+            _ => Err(CoreError::invalid(format!("unknown role {s:?}: expected metadata, reader, manager or admin"))),
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -137,8 +135,10 @@ impl Policy {
                 perm.describe()
             )));
         }
-        if let (Some(p), Some(n)) = (&self.pattern, name) {
-            if !p.matches(n) {
+        if let (Some(p), Some(n)) = (&self.pattern, name)
+            && !p.matches(n)
+        {
+            {
                 return Err(CoreError::forbidden(format!(
                     "access key may not {} of this secret (outside its pattern {:?})",
                     perm.describe(),

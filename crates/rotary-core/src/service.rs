@@ -5,7 +5,7 @@
 mod access;
 mod secrets;
 
-pub use access::{AccessKeys, AuditLog, AuthFailure, SignedRequest, Verification, MAX_SKEW_MS};
+pub use access::{AccessKeys, AuditLog, AuthFailure, MAX_SKEW_MS, SignedRequest, Verification};
 pub use secrets::{Chain, NewSecret, SecretService, VersionView};
 
 use std::sync::{Arc, Mutex};

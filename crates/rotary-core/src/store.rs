@@ -108,8 +108,12 @@ pub trait SecretStore: Send + Sync + 'static {
 
     // --- secrets ---
     /// Fails with `Conflict` when the name is taken.
-    async fn create_secret(&self, row: &SecretRow, versions: &[VersionRow], audit: &AuditDraft)
-    -> Result<(), StoreError>;
+    async fn create_secret(
+        &self,
+        row: &SecretRow,
+        versions: &[VersionRow],
+        audit: &AuditDraft,
+    ) -> Result<(), StoreError>;
     async fn get_secret(&self, id: &str) -> Result<Option<SecretRow>, StoreError>;
     /// A page of secrets ordered by creation, and the total matching count.
     async fn list_secrets(&self, filter: &ListFilter) -> Result<(Vec<SecretRow>, i64), StoreError>;

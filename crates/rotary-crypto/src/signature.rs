@@ -39,9 +39,7 @@ pub fn verify_v2(
     let Ok(given) = STANDARD.decode(signature_b64.trim()) else {
         return false;
     };
-    mac(secret_key, method, path_with_query, timestamp, access_key)
-        .verify_slice(&given)
-        .is_ok()
+    mac(secret_key, method, path_with_query, timestamp, access_key).verify_slice(&given).is_ok()
 }
 
 #[cfg(test)]
@@ -54,8 +52,22 @@ mod tests {
     fn matches_the_python_reference() {
         let sig = sign_v2(b"SECRETKEY", "POST", "/action/v1/secrets/abc/jobs/tok/start", "1700000000000", "ACCESSKEY");
         assert_eq!(sig, include_str!("kat_sig.txt").trim());
-        assert!(verify_v2(b"SECRETKEY", "POST", "/action/v1/secrets/abc/jobs/tok/start", "1700000000000", "ACCESSKEY", &sig));
-        assert!(!verify_v2(b"SECRETKEY", "GET", "/action/v1/secrets/abc/jobs/tok/start", "1700000000000", "ACCESSKEY", &sig));
+        assert!(verify_v2(
+            b"SECRETKEY",
+            "POST",
+            "/action/v1/secrets/abc/jobs/tok/start",
+            "1700000000000",
+            "ACCESSKEY",
+            &sig
+        ));
+        assert!(!verify_v2(
+            b"SECRETKEY",
+            "GET",
+            "/action/v1/secrets/abc/jobs/tok/start",
+            "1700000000000",
+            "ACCESSKEY",
+            &sig
+        ));
         assert!(!verify_v2(b"SECRETKEY", "POST", "/x", "1700000000000", "ACCESSKEY", "not base64!!"));
     }
 }

@@ -38,11 +38,7 @@ pub struct Booted {
 }
 
 fn decode_key(b64: &str) -> anyhow::Result<Key> {
-    let raw = Zeroizing::new(
-        STANDARD
-            .decode(b64.trim())
-            .context("master key is not valid base64")?,
-    );
+    let raw = Zeroizing::new(STANDARD.decode(b64.trim()).context("master key is not valid base64")?);
     Key::from_slice(&raw).map_err(|_| anyhow::anyhow!("master key must be 32 bytes (base64 of 32 bytes)"))
 }
 
@@ -56,7 +52,9 @@ fn load_or_create_master(cfg: &Config, dir: &Path, new_dir: bool) -> anyhow::Res
         if mode & 0o077 != 0 {
             bail!("{} is readable by others (mode {:o}); run chmod 600 on it", path.display(), mode);
         }
-        let text = Zeroizing::new(std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?);
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?,
+        );
         return decode_key(&text).with_context(|| format!("in {}", path.display()));
     }
     if !new_dir {
@@ -104,11 +102,8 @@ pub async fn boot(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Booted>
                 .with_context(|| format!("failed to set permissions on {}", p.display()))?;
         }
     }
-    let keyring = Arc::new(
-        Keyring::load_or_init(&*store, &master, clock.now_ms())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
+    let keyring =
+        Arc::new(Keyring::load_or_init(&*store, &master, clock.now_ms()).await.map_err(|e| anyhow::anyhow!("{e}"))?);
     drop(master);
     let access = Arc::new(AccessKeys::new(store.clone(), keyring.clone(), clock.clone()));
     let mut first_admin = None;

@@ -88,8 +88,8 @@ impl Config {
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.listen
-            .parse()
-            .with_context(|| format!("listen must be host:port with an IP host, e.g. 127.0.0.1:8420 (got {:?})", self.listen))
+        self.listen.parse().with_context(|| {
+            format!("listen must be host:port with an IP host, e.g. 127.0.0.1:8420 (got {:?})", self.listen)
+        })
     }
 }

@@ -1,9 +1,9 @@
 //! The one place where errors become NCP error JSON. What the client sees and
 //! what the log records are separate; neither holds a secret value.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use rotary_core::service::AuthFailure;
 use rotary_core::{CoreError, ErrorKind};
 use rotary_types::{ErrorBody, ErrorCode};

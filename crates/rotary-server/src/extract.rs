@@ -21,11 +21,7 @@ fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     match inner.classify() {
         serde_json::error::Category::Data => format!("request body: field {at:?} has the wrong type or value"),
         serde_json::error::Category::Eof => "request body is truncated JSON".to_owned(),
-        _ => format!(
-            "request body is not valid JSON (line {}, column {})",
-            inner.line(),
-            inner.column()
-        ),
+        _ => format!("request body is not valid JSON (line {}, column {})", inner.line(), inner.column()),
     }
 }
 

@@ -27,7 +27,9 @@ fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .filter(|s| {
+            !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| rotary_crypto::random_alnum(20))
 }
@@ -50,7 +52,8 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
     };
     if ctx.action().is_none() {
         // Rejected before a handler named the action (authentication, routing).
-        let fallback: &'static str = if status == axum::http::StatusCode::UNAUTHORIZED { "Authenticate" } else { "Request" };
+        let fallback: &'static str =
+            if status == axum::http::StatusCode::UNAUTHORIZED { "Authenticate" } else { "Request" };
         ctx.set_action(fallback);
     }
     if !ctx.audited() {

@@ -6,6 +6,8 @@
 //! history bound. The guard is dropped at the end of each case (temp dirs,
 //! throwaway databases).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::sync::Arc;
 
 use rotary_core::audit::{AuditChain, AuditDraft, GENESIS};

@@ -15,7 +15,9 @@ use rotary_core::audit::{AuditChain, AuditDraft, AuditRow, GENESIS};
 use rotary_core::store::{
     AccessKeyRow, ListFilter, ProtectionKeyRow, SecretRow, SecretStore, StoreError, VersionMeta, VersionRow,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -42,10 +44,10 @@ pub struct SqliteStore {
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict("already exists".into());
-        }
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict("already exists".into());
     }
     StoreError::Backend(Box::new(e))
 }
@@ -61,11 +63,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(base.clone())
-            .await
-            .map_err(backend)?;
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(base.clone()).await.map_err(backend)?;
         sqlx::raw_sql(SCHEMA).execute(&writer).await.map_err(backend)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(opts.read_connections.max(1))
@@ -108,12 +106,14 @@ impl SqliteStore {
         .map_err(backend)?;
         let mut marker = seq.to_be_bytes().to_vec();
         marker.extend_from_slice(&hash);
-        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-            .bind(AUDIT_HEAD)
-            .bind(&marker)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(AUDIT_HEAD)
+        .bind(&marker)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
         Ok(AuditRow { seq, draft: d.clone(), prev_hash, hash })
     }
 
@@ -247,35 +247,38 @@ impl SecretStore for SqliteStore {
         Ok(())
     }
 
-    async fn create_secret(&self, row: &SecretRow, versions: &[VersionRow], audit: &AuditDraft) -> Result<(), StoreError> {
+    async fn create_secret(
+        &self,
+        row: &SecretRow,
+        versions: &[VersionRow],
+        audit: &AuditDraft,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO secrets ({SECRET_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        ))
-        .bind(&row.id)
-        .bind(&row.name)
-        .bind(&row.memo)
-        .bind(&row.status)
-        .bind(&row.status_before_revoke)
-        .bind(serde_json::to_string(&row.rotation_targets).map_err(|e| StoreError::Backend(Box::new(e)))?)
-        .bind(&row.wrapped_dek)
-        .bind(row.active_version)
-        .bind(row.pending_version)
-        .bind(row.previous_version)
-        .bind(row.next_version)
-        .bind(row.revision)
-        .bind(i64::from(row.auto_rotation))
-        .bind(row.rotation_period_days)
-        .bind(&row.trigger_id)
-        .bind(row.next_rotation_at)
-        .bind(row.last_rotation_at)
-        .bind(&row.rotation_phase)
-        .bind(row.expected_destroy_at)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        sqlx::query(&format!("INSERT INTO secrets ({SECRET_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"))
+            .bind(&row.id)
+            .bind(&row.name)
+            .bind(&row.memo)
+            .bind(&row.status)
+            .bind(&row.status_before_revoke)
+            .bind(serde_json::to_string(&row.rotation_targets).map_err(|e| StoreError::Backend(Box::new(e)))?)
+            .bind(&row.wrapped_dek)
+            .bind(row.active_version)
+            .bind(row.pending_version)
+            .bind(row.previous_version)
+            .bind(row.next_version)
+            .bind(row.revision)
+            .bind(i64::from(row.auto_rotation))
+            .bind(row.rotation_period_days)
+            .bind(&row.trigger_id)
+            .bind(row.next_rotation_at)
+            .bind(row.last_rotation_at)
+            .bind(&row.rotation_phase)
+            .bind(row.expected_destroy_at)
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         insert_versions(&mut tx, versions).await?;
         self.append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(backend)
@@ -378,11 +381,7 @@ impl SecretStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let r = sqlx::query("DELETE FROM secrets WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let r = sqlx::query("DELETE FROM secrets WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(backend)?;
         if r.rows_affected() == 0 {
             return Ok(false); // dropping tx rolls back
         }
@@ -394,12 +393,13 @@ impl SecretStore for SqliteStore {
     async fn get_versions(&self, secret_id: &str, versions: &[i64]) -> Result<Vec<VersionRow>, StoreError> {
         let mut out = Vec::with_capacity(versions.len());
         for v in versions {
-            let row = sqlx::query("SELECT ciphertext, created_at FROM secret_versions WHERE secret_id = ? AND version = ?")
-                .bind(secret_id)
-                .bind(v)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(backend)?;
+            let row =
+                sqlx::query("SELECT ciphertext, created_at FROM secret_versions WHERE secret_id = ? AND version = ?")
+                    .bind(secret_id)
+                    .bind(v)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(backend)?;
             if let Some(r) = row {
                 out.push(VersionRow {
                     secret_id: secret_id.to_owned(),
@@ -413,11 +413,12 @@ impl SecretStore for SqliteStore {
     }
 
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>, StoreError> {
-        let rows = sqlx::query("SELECT version, created_at FROM secret_versions WHERE secret_id = ? ORDER BY version DESC")
-            .bind(secret_id)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT version, created_at FROM secret_versions WHERE secret_id = ? ORDER BY version DESC")
+                .bind(secret_id)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
         Ok(rows.iter().map(|r| VersionMeta { version: r.get(0), created_at: r.get(1) }).collect())
     }
 
@@ -502,10 +503,8 @@ impl SecretStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(backend)?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(backend)?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit").fetch_one(&self.reader).await.map_err(backend)?;
         Ok((rows.iter().map(audit_from_row).collect(), total))
     }
 

@@ -1,5 +1,7 @@
 //! The SQLite store against the conformance suite.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 
 use rotary_core::SecretStore;

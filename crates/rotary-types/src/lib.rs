@@ -6,9 +6,9 @@
 //! carried as `SecretString` so that `Debug` never prints them; they are
 //! exposed only when serialized onto the wire.
 
+mod access;
 mod error;
 mod secrets;
-mod access;
 
 pub use access::*;
 pub use error::*;

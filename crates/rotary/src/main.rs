@@ -19,7 +19,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (creates the data directory, master key and first admin key on first start).
-    #[command(after_help = "Examples:\n  rotary server\n  ROTARY_LISTEN=0.0.0.0:8420 rotary server --config /etc/rotary/rotary.toml")]
+    #[command(
+        after_help = "Examples:\n  rotary server\n  ROTARY_LISTEN=0.0.0.0:8420 rotary server --config /etc/rotary/rotary.toml"
+    )]
     Server {
         /// TOML configuration file (see rotary.example.toml); env: ROTARY_CONFIG.
         #[arg(long, env = "ROTARY_CONFIG")]
@@ -36,9 +38,8 @@ fn main() -> anyhow::Result<()> {
 
 fn server(config: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = Config::load(config.as_deref())?;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.log))
-        .context("invalid log filter")?;
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&cfg.log)).context("invalid log filter")?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -41,7 +41,9 @@ pub enum AuthFailure {
     UnknownKey,
     #[error("access key is revoked")]
     Revoked,
-    #[error("signature does not match (sign METHOD + \" \" + path with query + \"\\n\" + timestamp + \"\\n\" + access key)")]
+    #[error(
+        "signature does not match (sign METHOD + \" \" + path with query + \"\\n\" + timestamp + \"\\n\" + access key)"
+    )]
     BadSignature,
     #[error("authentication could not be checked")]
     Internal,
@@ -145,16 +147,9 @@ impl AccessKeys {
         if skew >= MAX_SKEW_MS {
             return Err(AuthFailure::Skewed { given: ts, server_ms: now, skew_s: skew / 1000 });
         }
-        let row = self
-            .store
-            .get_access_key(ak)
-            .await
-            .map_err(|_| AuthFailure::Internal)?
-            .ok_or(AuthFailure::UnknownKey)?;
-        let secret = self
-            .keyring
-            .open_access_secret(ak, &row.sealed_secret)
-            .map_err(|_| AuthFailure::Internal)?;
+        let row =
+            self.store.get_access_key(ak).await.map_err(|_| AuthFailure::Internal)?.ok_or(AuthFailure::UnknownKey)?;
+        let secret = self.keyring.open_access_secret(ak, &row.sealed_secret).map_err(|_| AuthFailure::Internal)?;
         if !verify_v2(&secret, req.method, req.path_with_query, ts_s, ak, sig) {
             return Err(AuthFailure::BadSignature);
         }
@@ -164,12 +159,8 @@ impl AccessKeys {
             return Err(AuthFailure::Revoked);
         }
         let role = Role::parse(&row.role).map_err(|_| AuthFailure::Internal)?;
-        let pattern = row
-            .secret_pattern
-            .as_deref()
-            .map(NamePattern::parse)
-            .transpose()
-            .map_err(|_| AuthFailure::Internal)?;
+        let pattern =
+            row.secret_pattern.as_deref().map(NamePattern::parse).transpose().map_err(|_| AuthFailure::Internal)?;
         Ok((row.access_key, Policy { role, pattern }))
     }
 }
@@ -197,10 +188,7 @@ impl AuditLog {
         if page_no == 0 || !(1..=1000).contains(&page_size) {
             return Err(CoreError::invalid("pageNo starts at 1 and pageSize must be 1-1000"));
         }
-        Ok(self
-            .store
-            .list_audit(i64::from(page_no - 1) * i64::from(page_size), i64::from(page_size))
-            .await?)
+        Ok(self.store.list_audit(i64::from(page_no - 1) * i64::from(page_size), i64::from(page_size)).await?)
     }
 
     /// Walks the whole chain and compares its end with the store's head marker
@@ -220,8 +208,10 @@ impl AuditLog {
             }
         }
         let head = self.store.audit_head().await?;
-        if let Some((seq, hash)) = head {
-            if seq != prev.0 || hash != prev.1 {
+        if let Some((seq, hash)) = head
+            && (seq != prev.0 || hash != prev.1)
+        {
+            {
                 return Ok(Verification {
                     valid: false,
                     checked,

@@ -6,7 +6,7 @@ use rotary_crypto::{Key, new_secret_id, open, seal};
 
 use super::Caller;
 use crate::clock::Clock;
-use crate::domain::{SecretName, SecretStatus, SecretValue, Stage, MAX_MEMO_LEN};
+use crate::domain::{MAX_MEMO_LEN, SecretName, SecretStatus, SecretValue, Stage};
 use crate::error::CoreError;
 use crate::keyring::{DATA_KEY_ID, Keyring, value_ctx};
 use crate::policy::Permission;
@@ -73,9 +73,9 @@ fn readable(row: &SecretRow) -> Result<(), CoreError> {
     match SecretStatus::parse(&row.status) {
         Some(SecretStatus::Enable | SecretStatus::Rotating) => Ok(()),
         Some(SecretStatus::Disable) => Err(CoreError::status("secret is disabled; enable it to read its values")),
-        Some(SecretStatus::Revoke) => Err(CoreError::status(
-            "secret is scheduled for deletion; cancel the deletion to read its values",
-        )),
+        Some(SecretStatus::Revoke) => {
+            Err(CoreError::status("secret is scheduled for deletion; cancel the deletion to read its values"))
+        }
         _ => Err(CoreError::status(format!("secret is {}", row.status))),
     }
 }
@@ -83,9 +83,9 @@ fn readable(row: &SecretRow) -> Result<(), CoreError> {
 fn changeable(row: &SecretRow) -> Result<(), CoreError> {
     match SecretStatus::parse(&row.status) {
         Some(SecretStatus::Enable | SecretStatus::Disable) => Ok(()),
-        Some(SecretStatus::Revoke) => Err(CoreError::status(
-            "secret is scheduled for deletion; cancel the deletion first",
-        )),
+        Some(SecretStatus::Revoke) => {
+            Err(CoreError::status("secret is scheduled for deletion; cancel the deletion first"))
+        }
         Some(SecretStatus::Rotating) => Err(CoreError::status("secret is being rotated; wait for the rotation to end")),
         _ => Err(CoreError::status(format!("secret is {}", row.status))),
     }
@@ -165,7 +165,12 @@ impl SecretService {
         Ok(row)
     }
 
-    pub async fn list(&self, caller: &Caller, page_no: u32, page_size: u32) -> Result<(Vec<SecretRow>, i64), CoreError> {
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        page_no: u32,
+        page_size: u32,
+    ) -> Result<(Vec<SecretRow>, i64), CoreError> {
         caller.policy.check(Permission::ReadMetadata, None)?;
         if page_no == 0 {
             return Err(CoreError::invalid("pageNo starts at 1"));
@@ -195,10 +200,8 @@ impl SecretService {
     /// Decrypts every stage of `row`. For use by trusted internal callers
     /// (rotation) after their own authorization.
     pub async fn decrypt_chain(&self, row: &SecretRow) -> Result<Chain, CoreError> {
-        let wanted: Vec<i64> = [row.active_version, row.pending_version, row.previous_version]
-            .into_iter()
-            .flatten()
-            .collect();
+        let wanted: Vec<i64> =
+            [row.active_version, row.pending_version, row.previous_version].into_iter().flatten().collect();
         let versions = self.store.get_versions(&row.id, &wanted).await?;
         let dek = self.keyring.open_data_key(&row.id, &row.wrapped_dek)?;
         let find = |v: Option<i64>| -> Result<Option<(i64, SecretValue)>, CoreError> {
@@ -299,7 +302,13 @@ impl SecretService {
     }
 
     /// `PUT /values/{stage}`: sets exactly that stage to a new version.
-    pub async fn put_stage(&self, caller: &Caller, id: &str, stage: Stage, value: SecretValue) -> Result<SecretRow, CoreError> {
+    pub async fn put_stage(
+        &self,
+        caller: &Caller,
+        id: &str,
+        stage: Stage,
+        value: SecretValue,
+    ) -> Result<SecretRow, CoreError> {
         self.update_with_value(caller, id, Permission::Manage, Some(&value), |row, _| {
             changeable(row)?;
             value.check_targets(&row.rotation_targets)?;
@@ -379,10 +388,7 @@ impl SecretService {
             .map(|m| VersionView {
                 version: m.version,
                 created_at: m.created_at,
-                stages: Stage::ALL
-                    .into_iter()
-                    .filter(|s| stage_version(&row, *s) == Some(m.version))
-                    .collect(),
+                stages: Stage::ALL.into_iter().filter(|s| stage_version(&row, *s) == Some(m.version)).collect(),
             })
             .collect())
     }

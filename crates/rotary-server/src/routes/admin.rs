@@ -37,10 +37,7 @@ pub async fn create_key(
     ApiJson(req): ApiJson<CreateAccessKeyRequest>,
 ) -> ApiResult<Ok<AccessKeyCreated>> {
     caller.ctx.set_action("CreateAccessKey");
-    let (row, secret) = s
-        .access
-        .create(&caller, &req.role, req.secret_pattern.as_deref(), req.description)
-        .await?;
+    let (row, secret) = s.access.create(&caller, &req.role, req.secret_pattern.as_deref(), req.description).await?;
     Ok(ok(AccessKeyCreated {
         access_key: row.access_key,
         secret_key: secret.expose_secret().to_owned(),
@@ -51,7 +48,10 @@ pub async fn create_key(
 
 #[utoipa::path(get, path = "/api/v1/access-keys", tag = "access-keys",
     responses((status = 200, body = Success<AccessKeyList>), (status = "4XX", body = ErrorBody)))]
-pub async fn list_keys(State(s): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<Ok<AccessKeyList>> {
+pub async fn list_keys(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Ok<AccessKeyList>> {
     caller.ctx.set_action("ListAccessKeys");
     let rows = s.access.list(&caller).await?;
     Ok(ok(AccessKeyList { access_key_list: rows.into_iter().map(info).collect() }))

@@ -72,15 +72,11 @@ pub async fn create_secret(
             "automatic rotation is not available in this version; create the secret with autoRotationYN N",
         )));
     }
-    if let Some(t) = req.auto_rotation_yn.as_deref() {
-        if !t.eq_ignore_ascii_case("N") {
-            return Err(ApiError::Invalid("autoRotationYN must be Y or N".into()));
-        }
+    if req.auto_rotation_yn.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("N")) {
+        return Err(ApiError::Invalid("autoRotationYN must be Y or N".into()));
     }
-    if let Some(p) = req.auto_rotation_period {
-        if !(1..=730).contains(&p) {
-            return Err(ApiError::Invalid("autoRotationPeriod must be 1-730 days".into()));
-        }
+    if req.auto_rotation_period.is_some_and(|p| !(1..=730).contains(&p)) {
+        return Err(ApiError::Invalid("autoRotationPeriod must be 1-730 days".into()));
     }
     if req.protection_key_type.as_deref().is_some_and(|t| t != "DEFAULT") {
         return Err(ApiError::Invalid("protectionKeyType must be DEFAULT (the server keyring)".into()));
@@ -129,7 +125,7 @@ pub async fn delete_secret(
 macro_rules! lifecycle {
     ($fn:ident, $path:literal, $action:literal, |$s:ident, $c:ident, $id:ident| $call:expr) => {
         #[utoipa::path(post, path = $path, tag = "secrets", params(("secretId" = String, Path)),
-            responses((status = 200, body = Success<SecretDetail>), (status = "4XX", body = ErrorBody)))]
+                    responses((status = 200, body = Success<SecretDetail>), (status = "4XX", body = ErrorBody)))]
         pub async fn $fn(
             State($s): State<AppState>,
             Extension($c): Extension<Caller>,

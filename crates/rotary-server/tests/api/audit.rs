@@ -30,7 +30,8 @@ async fn every_request_is_recorded_without_values() {
     let page = app.admin.get("/api/v1/audit?pageSize=100").await.unwrap().into_data().unwrap();
     let list = page["auditList"].as_array().unwrap();
     assert!(!page.to_string().contains(SENTINEL));
-    let by_req = |rid: &Option<String>| list.iter().find(|e| e["requestId"].as_str() == rid.as_deref()).cloned().unwrap();
+    let by_req =
+        |rid: &Option<String>| list.iter().find(|e| e["requestId"].as_str() == rid.as_deref()).cloned().unwrap();
 
     let e = by_req(&read.request_id);
     assert_eq!(e["action"], "GetSecretValue");
@@ -96,9 +97,17 @@ async fn a_failed_audit_write_fails_the_request_and_changes_nothing() {
     assert_eq!((r.status, r.error_code()), (500, Some("INTERNAL_SERVER_ERROR")));
     assert!(!r.body.to_string().contains(SENTINEL), "an unaudited read must not hand out the value");
 
-    let r = app.admin.post("/api/v1/secrets", &json!({"secretName": "b", "secretValue": {"value": "{\"k\":\"v\"}"}})).await.unwrap();
+    let r = app
+        .admin
+        .post("/api/v1/secrets", &json!({"secretName": "b", "secretValue": {"value": "{\"k\":\"v\"}"}}))
+        .await
+        .unwrap();
     assert_eq!(r.status, 500);
-    let r = app.admin.put(&format!("/api/v1/secrets/{id}/values"), &json!({"value": db_value("u", "new").to_string()})).await.unwrap();
+    let r = app
+        .admin
+        .put(&format!("/api/v1/secrets/{id}/values"), &json!({"value": db_value("u", "new").to_string()}))
+        .await
+        .unwrap();
     assert_eq!(r.status, 500);
 
     sqlx::query("DROP TRIGGER no_audit").execute(&mut c).await.unwrap();

@@ -20,7 +20,8 @@ async fn missing_wrong_and_unknown_credentials_are_rejected() {
     let path = "/api/v1/secrets";
     let good = app.admin.sign(&Method::GET, path);
     for (drop, name) in [(0, "x-ncp-apigw-timestamp"), (1, "x-ncp-iam-access-key"), (2, "x-ncp-apigw-signature-v2")] {
-        let h: Vec<(&str, String)> = good.iter().enumerate().filter(|(i, _)| *i != drop).map(|(_, h)| h.clone()).collect();
+        let h: Vec<(&str, String)> =
+            good.iter().enumerate().filter(|(i, _)| *i != drop).map(|(_, h)| h.clone()).collect();
         let r = app.admin.raw(Method::GET, path, &h, None).await.unwrap();
         assert_auth_failed(&r, name);
     }
@@ -35,7 +36,16 @@ async fn missing_wrong_and_unknown_credentials_are_rejected() {
     assert_auth_failed(&wrong.get(path).await.unwrap(), "signature");
     let unknown = Client::new(&app.base, "NOSUCHKEY0000000000", SecretString::from("x".to_owned()));
     assert_auth_failed(&unknown.get(path).await.unwrap(), "unknown access key");
-    let r = app.admin.raw(Method::GET, path, &[("x-ncp-apigw-timestamp", "yesterday".into()), good[1].clone(), good[2].clone()], None).await.unwrap();
+    let r = app
+        .admin
+        .raw(
+            Method::GET,
+            path,
+            &[("x-ncp-apigw-timestamp", "yesterday".into()), good[1].clone(), good[2].clone()],
+            None,
+        )
+        .await
+        .unwrap();
     assert_auth_failed(&r, "milliseconds");
 }
 
@@ -44,8 +54,12 @@ async fn timestamps_must_be_within_five_minutes() {
     let app = spawn_app().await;
     let a = app.server.first_admin.as_ref().unwrap();
     let at = |offset_s: i64| {
-        Client::new(&app.base, &a.access_key, SecretString::from(secrecy::ExposeSecret::expose_secret(&a.secret_key).to_owned()))
-            .with_time_offset_ms(offset_s * 1000)
+        Client::new(
+            &app.base,
+            &a.access_key,
+            SecretString::from(secrecy::ExposeSecret::expose_secret(&a.secret_key).to_owned()),
+        )
+        .with_time_offset_ms(offset_s * 1000)
     };
     assert_eq!(at(-299).get("/api/v1/secrets").await.unwrap().status, 200);
     assert_eq!(at(299).get("/api/v1/secrets").await.unwrap().status, 200);
@@ -111,6 +125,7 @@ async fn roles_and_patterns_limit_what_a_key_may_do() {
 
     let r = app.admin.post("/api/v1/access-keys", &json!({"role": "superuser"})).await.unwrap();
     assert_eq!(r.error_code(), Some("INVALID_REQUEST"));
-    let r = app.admin.post("/api/v1/access-keys", &json!({"role": "reader", "secretPattern": "app/[x]"})).await.unwrap();
+    let r =
+        app.admin.post("/api/v1/access-keys", &json!({"role": "reader", "secretPattern": "app/[x]"})).await.unwrap();
     assert_eq!(r.error_code(), Some("INVALID_REQUEST"));
 }

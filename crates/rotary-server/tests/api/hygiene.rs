@@ -20,8 +20,14 @@ async fn no_plaintext_value_or_secret_key_in_the_database_files() {
     let app = spawn_app().await;
     let values = ["PlainPw-Alpha-4471", "PlainPw-Bravo-9902", "PlainPw-Charlie-1234"];
     let id = app.create("Visible-Secret-Name-77", db_value("u", values[0]), &["cdbPassword"]).await;
-    app.admin.put(&format!("/api/v1/secrets/{id}/values"), &json!({"value": db_value("u", values[1]).to_string()})).await.unwrap();
-    app.admin.put(&format!("/api/v1/secrets/{id}/values/pending"), &json!({"value": db_value("u", values[2]).to_string()})).await.unwrap();
+    app.admin
+        .put(&format!("/api/v1/secrets/{id}/values"), &json!({"value": db_value("u", values[1]).to_string()}))
+        .await
+        .unwrap();
+    app.admin
+        .put(&format!("/api/v1/secrets/{id}/values/pending"), &json!({"value": db_value("u", values[2]).to_string()}))
+        .await
+        .unwrap();
     let key = app.admin.post("/api/v1/access-keys", &json!({"role": "reader"})).await.unwrap().into_data().unwrap();
     let mut needles: Vec<String> = values.iter().map(|s| s.to_string()).collect();
     needles.push(key["secretKey"].as_str().unwrap().to_owned());
@@ -46,13 +52,18 @@ async fn a_ciphertext_moved_to_another_secret_or_altered_does_not_decrypt() {
     let a = app.create("a", json!({"k": "Value-Of-A-5521"}), &[]).await;
     let b = app.create("b", json!({"k": "Value-Of-B-8830"}), &[]).await;
     let mut c = db(&app).await;
-    let ct_a: Vec<u8> = sqlx::query_scalar("SELECT ciphertext FROM secret_versions WHERE secret_id = ? AND version = 1")
-        .bind(&a)
-        .fetch_one(&mut c)
+    let ct_a: Vec<u8> =
+        sqlx::query_scalar("SELECT ciphertext FROM secret_versions WHERE secret_id = ? AND version = 1")
+            .bind(&a)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    // Versions are immutable (an UPDATE trigger refuses), so replace the row.
+    sqlx::query("DELETE FROM secret_versions WHERE secret_id = ? AND version = 1")
+        .bind(&b)
+        .execute(&mut c)
         .await
         .unwrap();
-    // Versions are immutable (an UPDATE trigger refuses), so replace the row.
-    sqlx::query("DELETE FROM secret_versions WHERE secret_id = ? AND version = 1").bind(&b).execute(&mut c).await.unwrap();
     sqlx::query("INSERT INTO secret_versions (secret_id, version, ciphertext, created_at) VALUES (?, 1, ?, 0)")
         .bind(&b)
         .bind(&ct_a)
@@ -67,7 +78,11 @@ async fn a_ciphertext_moved_to_another_secret_or_altered_does_not_decrypt() {
     let mut flipped = ct_a.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 0x01;
-    sqlx::query("DELETE FROM secret_versions WHERE secret_id = ? AND version = 1").bind(&a).execute(&mut c).await.unwrap();
+    sqlx::query("DELETE FROM secret_versions WHERE secret_id = ? AND version = 1")
+        .bind(&a)
+        .execute(&mut c)
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO secret_versions (secret_id, version, ciphertext, created_at) VALUES (?, 1, ?, 0)")
         .bind(&a)
         .bind(&flipped)
@@ -77,7 +92,11 @@ async fn a_ciphertext_moved_to_another_secret_or_altered_does_not_decrypt() {
     let r = app.admin.get(&format!("/api/v1/secrets/{a}/values")).await.unwrap();
     assert_eq!(r.status, 500);
     // Restoring the original bytes restores the value: it was the alteration that failed.
-    sqlx::query("DELETE FROM secret_versions WHERE secret_id = ? AND version = 1").bind(&a).execute(&mut c).await.unwrap();
+    sqlx::query("DELETE FROM secret_versions WHERE secret_id = ? AND version = 1")
+        .bind(&a)
+        .execute(&mut c)
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO secret_versions (secret_id, version, ciphertext, created_at) VALUES (?, 1, ?, 0)")
         .bind(&a)
         .bind(&ct_a)

@@ -34,7 +34,10 @@ async fn create_read_and_change_every_stage() {
     // PUT /values/pending sets only pending.
     let r = app
         .admin
-        .put(&format!("/api/v1/secrets/{id}/values/pending"), &json!({"value": db_value("app", "pw-three").to_string()}))
+        .put(
+            &format!("/api/v1/secrets/{id}/values/pending"),
+            &json!({"value": db_value("app", "pw-three").to_string()}),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -73,7 +76,8 @@ async fn history_is_pruned_to_the_configured_bound() {
         assert_eq!(r.status, 200);
     }
     let versions = app.admin.get(&format!("/api/v1/secrets/{id}/versions")).await.unwrap().into_data().unwrap();
-    let nums: Vec<i64> = versions["versionList"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
+    let nums: Vec<i64> =
+        versions["versionList"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
     assert_eq!(nums, [9, 8, 7]);
     let c = app.chain(&id).await;
     assert_eq!(c["active"]["k"], "v8");
@@ -90,7 +94,8 @@ async fn list_is_paginated() {
     assert_eq!(p["totalCount"], 5);
     assert_eq!(p["totalPageNo"], 3);
     assert_eq!(p["currentPageNo"], 2);
-    let names: Vec<&str> = p["secretList"].as_array().unwrap().iter().map(|s| s["secretName"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        p["secretList"].as_array().unwrap().iter().map(|s| s["secretName"].as_str().unwrap()).collect();
     assert_eq!(names, ["s2", "s3"]);
     let p = app.admin.get("/api/v1/secrets?pageNo=3&pageSize=2").await.unwrap().into_data().unwrap();
     assert_eq!(p["secretList"].as_array().unwrap().len(), 1);

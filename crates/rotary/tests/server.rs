@@ -1,0 +1,183 @@
+//! The real `rotary server` binary: first start, second start, configuration,
+//! and no secret in its output at the most verbose log level.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rotary_client::Client;
+use secrecy::SecretString;
+use serde_json::json;
+
+struct Server {
+    child: Child,
+    stdout: Vec<String>,
+    stderr_rx: Option<std::thread::JoinHandle<String>>,
+    addr: String,
+}
+
+fn spawn(dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> Result<Server, String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rotary"));
+    cmd.arg("server")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("ROTARY_DATA_DIR", dir)
+        .env("ROTARY_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn rotary");
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr_rx = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = vec![];
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => {
+                if let Some(a) = l.strip_prefix("Rotary listening on ") {
+                    let addr = a.to_owned();
+                    lines.push(l);
+                    return Ok(Server { child, stdout: lines, stderr_rx: Some(stderr_rx), addr });
+                }
+                lines.push(l);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().unwrap();
+                let err = stderr_rx.join().unwrap();
+                return Err(format!("server did not start ({status}): {}\n{err}", lines.join("\n")));
+            }
+        }
+    }
+}
+
+impl Server {
+    fn printed(&self, var: &str) -> Option<String> {
+        self.stdout.iter().find_map(|l| l.trim().strip_prefix(&format!("{var}=")).map(str::to_owned))
+    }
+    fn admin(&self) -> Client {
+        Client::new(
+            &self.addr,
+            &self.printed("ROTARY_ACCESS_KEY").expect("access key printed"),
+            SecretString::from(self.printed("ROTARY_SECRET_KEY").expect("secret key printed")),
+        )
+    }
+    /// Stops the server and returns everything it wrote to stderr.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        self.stderr_rx.take().unwrap().join().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn first_start_creates_everything_and_second_start_prints_no_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let s = spawn(&dir, &[], &[]).unwrap();
+    let secret = s.printed("ROTARY_SECRET_KEY").expect("first start prints the secret key");
+    let access = s.printed("ROTARY_ACCESS_KEY").expect("first start prints the access key");
+    assert_eq!(secret.len(), 40);
+    assert_eq!(std::fs::metadata(dir.join("master.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(dir.join("rotary.db").exists());
+    let admin = s.admin();
+    let id = admin.create_secret("first", &json!({"k": "v"}), &[]).await.unwrap();
+    s.stop();
+
+    let s2 = spawn(&dir, &[], &[]).unwrap();
+    assert!(s2.printed("ROTARY_SECRET_KEY").is_none(), "a second start prints no secret: {:?}", s2.stdout);
+    let admin = Client::new(&s2.addr, &access, SecretString::from(secret.clone()));
+    let v = admin.values(&id).await.unwrap();
+    assert_eq!(v["decryptedSecretChain"]["active"], "{\"k\":\"v\"}", "data and keys survive a restart");
+    s2.stop();
+
+    // A wrong master key is refused with a clear message, not garbage.
+    let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let err = spawn(&dir, &[("ROTARY_MASTER_KEY", other)], &[]).err().expect("wrong key must not start");
+    assert!(err.contains("does not match"), "{err}");
+}
+
+#[tokio::test]
+async fn unattended_install_takes_the_admin_key_from_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env =
+        [("ROTARY_ADMIN_ACCESS_KEY", "DEPLOYADMIN0001"), ("ROTARY_ADMIN_SECRET_KEY", "deploy-secret-key-0123456789")];
+    let s = spawn(&tmp.path().join("d"), &env, &[]).unwrap();
+    assert!(s.printed("ROTARY_SECRET_KEY").is_none());
+    let c = Client::new(&s.addr, "DEPLOYADMIN0001", SecretString::from("deploy-secret-key-0123456789".to_owned()));
+    assert_eq!(c.get("/api/v1/secrets").await.unwrap().status, 200);
+    let out = s.stop();
+    assert!(!out.contains("deploy-secret-key"));
+}
+
+#[tokio::test]
+async fn toml_configuration_is_read_and_typos_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("rotary.toml");
+    std::fs::write(&cfg, "history_limit = 2\nrecovery_window_days = 3\nlog = \"debug\"\n").unwrap();
+    let s = spawn(&tmp.path().join("d"), &[], &["--config", cfg.to_str().unwrap()]).unwrap();
+    let admin = s.admin();
+    let id = admin.create_secret("c", &json!({"k": "v"}), &[]).await.unwrap();
+    let d =
+        admin.post(&format!("/api/v1/secrets/{id}/request-deletion"), &json!({})).await.unwrap().into_data().unwrap();
+    assert_eq!(d["expectedDestroyDate"].as_i64().unwrap() - d["updateDate"].as_i64().unwrap(), 3 * 86_400_000);
+    s.stop();
+
+    std::fs::write(&cfg, "histroy_limit = 2\n").unwrap();
+    let err = spawn(&tmp.path().join("d2"), &[], &["--config", cfg.to_str().unwrap()]).err().unwrap();
+    assert!(err.contains("histroy_limit"), "{err}");
+    let err = spawn(&tmp.path().join("d3"), &[("ROTARY_LISTEN", "nowhere")], &[]).err().unwrap();
+    assert!(err.contains("host:port"), "{err}");
+}
+
+#[tokio::test]
+async fn trace_logging_never_prints_a_value_or_secret_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = spawn(&tmp.path().join("d"), &[("RUST_LOG", "trace")], &[]).unwrap();
+    let admin = s.admin();
+    let admin_secret = s.printed("ROTARY_SECRET_KEY").unwrap();
+    let values = ["LogLeak-Pw-Active-88123", "LogLeak-Pw-Put-55120", "LogLeak-Pw-Bad-77001"];
+    let id = admin.create_secret("leak", &json!({"password": values[0]}), &["password"]).await.unwrap();
+    admin.values(&id).await.unwrap();
+    admin.get(&format!("/api/v1/secrets/{id}/active")).await.unwrap();
+    admin
+        .put(&format!("/api/v1/secrets/{id}/values"), &json!({"value": json!({"password": values[1]}).to_string()}))
+        .await
+        .unwrap();
+    // Rejected inputs that carry a value.
+    admin.post("/api/v1/secrets", &json!({"secretName": "x", "secretValue": values[2]})).await.unwrap();
+    admin
+        .put(&format!("/api/v1/secrets/{id}/values"), &json!({"value": format!("{{\"password\": \"{}\"", values[2])}))
+        .await
+        .unwrap();
+    let key = admin.post("/api/v1/access-keys", &json!({"role": "reader"})).await.unwrap().into_data().unwrap();
+    let new_secret = key["secretKey"].as_str().unwrap().to_owned();
+    let stdout = s.stdout.join("\n");
+    let stderr = s.stop();
+    assert!(stderr.contains("TRACE") || stderr.contains("DEBUG"), "the test must really run at a verbose level");
+    assert!(stderr.contains("GetSecretValue"), "request logging is on");
+    for v in values.iter().map(|v| v.to_string()).chain([new_secret, admin_secret.clone()]) {
+        assert!(!stderr.contains(&v), "the log holds a secret");
+    }
+    assert_eq!(stdout.matches(&admin_secret).count(), 1, "the first admin key is printed exactly once, on stdout");
+}
