@@ -11,6 +11,7 @@ pub mod clock;
 pub mod domain;
 pub mod error;
 pub mod keyring;
+pub mod password;
 pub mod policy;
 pub mod service;
 pub mod store;

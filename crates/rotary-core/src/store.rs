@@ -48,6 +48,8 @@ pub struct SecretRow {
     pub next_rotation_at: Option<i64>,
     pub last_rotation_at: Option<i64>,
     pub rotation_phase: Option<String>,
+    /// Time the schedule counts from: when rotation was enabled or last succeeded.
+    pub schedule_base_at: Option<i64>,
     pub expected_destroy_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -86,6 +88,102 @@ pub struct ProtectionKeyRow {
     /// The protection key sealed by the master key.
     pub wrapped: Vec<u8>,
     pub created_at: i64,
+}
+
+/// A registered rotator. `config` is not secret (commands, URLs, options);
+/// `defaultParams` may hold credentials and is stored sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerRow {
+    pub id: String,
+    pub name: String,
+    /// `exec`, `http` (later `postgres`, `mysql`).
+    pub kind: String,
+    /// JSON text.
+    pub config: String,
+    pub sealed_params: Vec<u8>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One rotation attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub id: String,
+    pub secret_id: String,
+    /// SHA-256 of the job token, set when the job is dispatched.
+    pub token_hash: Option<Vec<u8>>,
+    /// `QUEUED`, `DISPATCHED`, `RUNNING` (open) or `SUCCEEDED`, `FAILED`,
+    /// `TIMED_OUT`, `CANCELLED` (closed).
+    pub status: String,
+    /// `MANUAL`, `SCHEDULED`, `RETRY`.
+    pub kind: String,
+    /// 1 for the first attempt of a rotation, 2.. for retries.
+    pub attempt: i64,
+    pub trigger_id: Option<String>,
+    /// Not dispatched before this time (retry backoff).
+    pub run_at: i64,
+    pub started_at: Option<i64>,
+    pub deadline_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// Client-safe failure reason.
+    pub error: Option<String>,
+    /// Whether this job stored a pending value (PUT/POST pending).
+    pub pending_stored: bool,
+    pub revision: i64,
+    pub created_at: i64,
+}
+
+impl JobRow {
+    pub fn is_open(&self) -> bool {
+        matches!(self.status.as_str(), "QUEUED" | "DISPATCHED" | "RUNNING")
+    }
+}
+
+/// One line of a job's log. Never a value: messages are written by the
+/// server, and function output is redacted before it gets here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStep {
+    pub job_id: String,
+    pub ts: i64,
+    pub step: String,
+    /// `OK`, `FAILED`, `INFO`, `SKIPPED`.
+    pub result: String,
+    pub message: String,
+}
+
+/// A value the server generated for a job, sealed with the secret's data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobValue {
+    pub job_id: String,
+    pub seq: i64,
+    /// `generate-random-secret` or `pending`.
+    pub source: String,
+    pub ciphertext: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// Changes committed atomically: all or nothing.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    /// A compare-and-swap update of a secret: row and expected revision.
+    pub secret: Option<(&'a SecretRow, i64)>,
+    pub versions: &'a [VersionRow],
+    /// A new job. Fails with `Conflict` if the secret already has an open job.
+    pub insert_job: Option<&'a JobRow>,
+    /// A compare-and-swap update of a job: row and expected revision.
+    pub update_job: Option<(&'a JobRow, i64)>,
+    pub steps: &'a [JobStep],
+    pub job_values: &'a [JobValue],
+    pub audit: Option<&'a AuditDraft>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    pub keyword: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub offset: i64,
+    pub limit: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,6 +232,32 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>, StoreError>;
     /// Ids of secrets in `REVOKE` whose recovery window ended at or before `now`.
     async fn due_for_destruction(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError>;
+
+    // --- rotation ---
+    /// Commits every part of `batch` in one transaction.
+    async fn commit(&self, batch: Batch<'_>) -> Result<(), StoreError>;
+    async fn insert_trigger(&self, row: &TriggerRow, audit: &AuditDraft) -> Result<(), StoreError>;
+    async fn get_trigger(&self, id: &str) -> Result<Option<TriggerRow>, StoreError>;
+    async fn list_triggers(&self) -> Result<Vec<TriggerRow>, StoreError>;
+    /// Ids of secrets using the trigger.
+    async fn trigger_secrets(&self, trigger_id: &str) -> Result<Vec<String>, StoreError>;
+    async fn get_job(&self, id: &str) -> Result<Option<JobRow>, StoreError>;
+    async fn job_by_token_hash(&self, hash: &[u8]) -> Result<Option<JobRow>, StoreError>;
+    async fn open_job(&self, secret_id: &str) -> Result<Option<JobRow>, StoreError>;
+    /// The secret's most recent job.
+    async fn last_job(&self, secret_id: &str) -> Result<Option<JobRow>, StoreError>;
+    /// A secret's jobs, newest first, filtered by their steps' text and time.
+    async fn list_jobs(&self, secret_id: &str, filter: &LogFilter) -> Result<(Vec<JobRow>, i64), StoreError>;
+    async fn job_steps(&self, job_id: &str) -> Result<Vec<JobStep>, StoreError>;
+    async fn job_values(&self, job_id: &str) -> Result<Vec<JobValue>, StoreError>;
+    /// `QUEUED` jobs whose `run_at` has come.
+    async fn jobs_to_dispatch(&self, now: i64, limit: i64) -> Result<Vec<JobRow>, StoreError>;
+    /// Dispatched or running jobs past their deadline.
+    async fn jobs_overdue(&self, now: i64, limit: i64) -> Result<Vec<JobRow>, StoreError>;
+    /// Enabled secrets with automatic rotation due at or before `now` and no
+    /// open job. Uses an index on the due time: cost follows the number due,
+    /// not the number of schedules.
+    async fn secrets_due(&self, now: i64, limit: i64) -> Result<Vec<SecretRow>, StoreError>;
 
     // --- access keys ---
     /// `audit` is `None` only for the bootstrap key written on first start.

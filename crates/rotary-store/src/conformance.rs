@@ -71,6 +71,7 @@ fn secret(id: &str, name: &str, created_at: i64) -> SecretRow {
         next_rotation_at: None,
         last_rotation_at: None,
         rotation_phase: None,
+        schedule_base_at: None,
         expected_destroy_at: None,
         created_at,
         updated_at: created_at,

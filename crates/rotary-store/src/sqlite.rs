@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rotary_core::audit::{AuditChain, AuditDraft, AuditRow, GENESIS};
 use rotary_core::store::{
-    AccessKeyRow, ListFilter, ProtectionKeyRow, SecretRow, SecretStore, StoreError, VersionMeta, VersionRow,
+    AccessKeyRow, Batch, JobRow, JobStep, JobValue, ListFilter, LogFilter, ProtectionKeyRow, SecretRow, SecretStore,
+    StoreError, TriggerRow, VersionMeta, VersionRow,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -117,6 +118,114 @@ impl SqliteStore {
         Ok(AuditRow { seq, draft: d.clone(), prev_hash, hash })
     }
 
+    async fn update_secret_in(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        row: &SecretRow,
+        expected_revision: i64,
+    ) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "UPDATE secrets SET name=?, memo=?, status=?, status_before_revoke=?, rotation_targets=?, wrapped_dek=?,
+               active_version=?, pending_version=?, previous_version=?, next_version=?, revision=?, auto_rotation=?,
+               rotation_period_days=?, trigger_id=?, next_rotation_at=?, last_rotation_at=?, rotation_phase=?,
+               schedule_base_at=?, expected_destroy_at=?, updated_at=?
+             WHERE id=? AND revision=?",
+        )
+        .bind(&row.name)
+        .bind(&row.memo)
+        .bind(&row.status)
+        .bind(&row.status_before_revoke)
+        .bind(serde_json::to_string(&row.rotation_targets).map_err(|e| StoreError::Backend(Box::new(e)))?)
+        .bind(&row.wrapped_dek)
+        .bind(row.active_version)
+        .bind(row.pending_version)
+        .bind(row.previous_version)
+        .bind(row.next_version)
+        .bind(row.revision)
+        .bind(i64::from(row.auto_rotation))
+        .bind(row.rotation_period_days)
+        .bind(&row.trigger_id)
+        .bind(row.next_rotation_at)
+        .bind(row.last_rotation_at)
+        .bind(&row.rotation_phase)
+        .bind(row.schedule_base_at)
+        .bind(row.expected_destroy_at)
+        .bind(row.updated_at)
+        .bind(&row.id)
+        .bind(expected_revision)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::Conflict("the secret was changed or deleted concurrently".into()));
+        }
+        Ok(())
+    }
+
+    async fn prune_in(&self, tx: &mut Transaction<'_, Sqlite>, row: &SecretRow) -> Result<(), StoreError> {
+        // Keep every version a stage points at, plus the newest
+        // `history_limit` others.
+        sqlx::query(
+            "DELETE FROM secret_versions WHERE secret_id = ?1
+               AND version NOT IN (SELECT v FROM (SELECT ?2 AS v UNION ALL SELECT ?3 UNION ALL SELECT ?4) WHERE v IS NOT NULL)
+               AND version NOT IN (SELECT version FROM secret_versions WHERE secret_id = ?1 ORDER BY version DESC LIMIT ?5)",
+        )
+        .bind(&row.id)
+        .bind(row.active_version)
+        .bind(row.pending_version)
+        .bind(row.previous_version)
+        .bind(self.opts.history_limit)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn write_job_in(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        job: &JobRow,
+        expected: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let q = if expected.is_some() {
+            "UPDATE jobs SET secret_id=?1, token_hash=?2, status=?3, is_open=?4, kind=?5, attempt=?6, trigger_id=?7,
+               run_at=?8, started_at=?9, deadline_at=?10, finished_at=?11, error=?12, pending_stored=?13, revision=?14,
+               created_at=?15 WHERE id=?16 AND revision=?17"
+        } else {
+            "INSERT INTO jobs (secret_id, token_hash, status, is_open, kind, attempt, trigger_id, run_at, started_at,
+               deadline_at, finished_at, error, pending_stored, revision, created_at, id)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+        };
+        let r = sqlx::query(q)
+            .bind(&job.secret_id)
+            .bind(&job.token_hash)
+            .bind(&job.status)
+            .bind(i64::from(job.is_open()))
+            .bind(&job.kind)
+            .bind(job.attempt)
+            .bind(&job.trigger_id)
+            .bind(job.run_at)
+            .bind(job.started_at)
+            .bind(job.deadline_at)
+            .bind(job.finished_at)
+            .bind(&job.error)
+            .bind(i64::from(job.pending_stored))
+            .bind(job.revision)
+            .bind(job.created_at)
+            .bind(&job.id)
+            .bind(expected.unwrap_or(0))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| match backend(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("a rotation job is already open for this secret".into()),
+                other => other,
+            })?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::Conflict("the job was changed concurrently".into()));
+        }
+        Ok(())
+    }
+
     async fn begin(&self) -> Result<Transaction<'_, Sqlite>, StoreError> {
         self.writer.begin().await.map_err(backend)
     }
@@ -144,6 +253,7 @@ fn secret_from_row(r: &SqliteRow) -> Result<SecretRow, StoreError> {
         next_rotation_at: r.get("next_rotation_at"),
         last_rotation_at: r.get("last_rotation_at"),
         rotation_phase: r.get("rotation_phase"),
+        schedule_base_at: r.get("schedule_base_at"),
         expected_destroy_at: r.get("expected_destroy_at"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
@@ -167,6 +277,38 @@ fn audit_from_row(r: &SqliteRow) -> AuditRow {
     }
 }
 
+fn job_from_row(r: &SqliteRow) -> JobRow {
+    JobRow {
+        id: r.get("id"),
+        secret_id: r.get("secret_id"),
+        token_hash: r.get("token_hash"),
+        status: r.get("status"),
+        kind: r.get("kind"),
+        attempt: r.get("attempt"),
+        trigger_id: r.get("trigger_id"),
+        run_at: r.get("run_at"),
+        started_at: r.get("started_at"),
+        deadline_at: r.get("deadline_at"),
+        finished_at: r.get("finished_at"),
+        error: r.get("error"),
+        pending_stored: r.get::<i64, _>("pending_stored") != 0,
+        revision: r.get("revision"),
+        created_at: r.get("created_at"),
+    }
+}
+
+fn trigger_from_row(r: &SqliteRow) -> TriggerRow {
+    TriggerRow {
+        id: r.get("id"),
+        name: r.get("name"),
+        kind: r.get("kind"),
+        config: r.get("config"),
+        sealed_params: r.get("sealed_params"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
 fn access_from_row(r: &SqliteRow) -> AccessKeyRow {
     AccessKeyRow {
         access_key: r.get("access_key"),
@@ -182,7 +324,7 @@ fn access_from_row(r: &SqliteRow) -> AccessKeyRow {
 const SECRET_COLS: &str = "id, name, memo, status, status_before_revoke, rotation_targets, wrapped_dek, \
     active_version, pending_version, previous_version, next_version, revision, auto_rotation, \
     rotation_period_days, trigger_id, next_rotation_at, last_rotation_at, rotation_phase, \
-    expected_destroy_at, created_at, updated_at";
+    schedule_base_at, expected_destroy_at, created_at, updated_at";
 
 async fn insert_versions(tx: &mut Transaction<'_, Sqlite>, versions: &[VersionRow]) -> Result<(), StoreError> {
     for v in versions {
@@ -254,7 +396,7 @@ impl SecretStore for SqliteStore {
         audit: &AuditDraft,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(&format!("INSERT INTO secrets ({SECRET_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"))
+        sqlx::query(&format!("INSERT INTO secrets ({SECRET_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"))
             .bind(&row.id)
             .bind(&row.name)
             .bind(&row.memo)
@@ -273,6 +415,7 @@ impl SecretStore for SqliteStore {
             .bind(row.next_rotation_at)
             .bind(row.last_rotation_at)
             .bind(&row.rotation_phase)
+            .bind(row.schedule_base_at)
             .bind(row.expected_destroy_at)
             .bind(row.created_at)
             .bind(row.updated_at)
@@ -319,59 +462,13 @@ impl SecretStore for SqliteStore {
         new_versions: &[VersionRow],
         audit: &AuditDraft,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query(
-            "UPDATE secrets SET name=?, memo=?, status=?, status_before_revoke=?, rotation_targets=?, wrapped_dek=?,
-               active_version=?, pending_version=?, previous_version=?, next_version=?, revision=?, auto_rotation=?,
-               rotation_period_days=?, trigger_id=?, next_rotation_at=?, last_rotation_at=?, rotation_phase=?,
-               expected_destroy_at=?, updated_at=?
-             WHERE id=? AND revision=?",
-        )
-        .bind(&row.name)
-        .bind(&row.memo)
-        .bind(&row.status)
-        .bind(&row.status_before_revoke)
-        .bind(serde_json::to_string(&row.rotation_targets).map_err(|e| StoreError::Backend(Box::new(e)))?)
-        .bind(&row.wrapped_dek)
-        .bind(row.active_version)
-        .bind(row.pending_version)
-        .bind(row.previous_version)
-        .bind(row.next_version)
-        .bind(row.revision)
-        .bind(i64::from(row.auto_rotation))
-        .bind(row.rotation_period_days)
-        .bind(&row.trigger_id)
-        .bind(row.next_rotation_at)
-        .bind(row.last_rotation_at)
-        .bind(&row.rotation_phase)
-        .bind(row.expected_destroy_at)
-        .bind(row.updated_at)
-        .bind(&row.id)
-        .bind(expected_revision)
-        .execute(&mut *tx)
+        self.commit(Batch {
+            secret: Some((row, expected_revision)),
+            versions: new_versions,
+            audit: Some(audit),
+            ..Default::default()
+        })
         .await
-        .map_err(backend)?;
-        if r.rows_affected() != 1 {
-            return Err(StoreError::Conflict("the secret was changed or deleted concurrently".into()));
-        }
-        insert_versions(&mut tx, new_versions).await?;
-        // Prune: keep every version a stage points at, plus the newest
-        // `history_limit` others.
-        sqlx::query(
-            "DELETE FROM secret_versions WHERE secret_id = ?1
-               AND version NOT IN (SELECT v FROM (SELECT ?2 AS v UNION ALL SELECT ?3 UNION ALL SELECT ?4) WHERE v IS NOT NULL)
-               AND version NOT IN (SELECT version FROM secret_versions WHERE secret_id = ?1 ORDER BY version DESC LIMIT ?5)",
-        )
-        .bind(&row.id)
-        .bind(row.active_version)
-        .bind(row.pending_version)
-        .bind(row.previous_version)
-        .bind(self.opts.history_limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        self.append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)
     }
 
     async fn delete_secret(&self, id: &str, audit: &AuditDraft) -> Result<bool, StoreError> {
@@ -432,6 +529,232 @@ impl SecretStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(backend)
+    }
+
+    async fn commit(&self, b: Batch<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        if let Some((row, expected)) = b.secret {
+            self.update_secret_in(&mut tx, row, expected).await?;
+        }
+        insert_versions(&mut tx, b.versions).await?;
+        if let Some((row, _)) = b.secret {
+            self.prune_in(&mut tx, row).await?;
+        }
+        // Close the old job before opening a new one: the one-open-job index
+        // is checked per statement.
+        if let Some((job, expected)) = b.update_job {
+            self.write_job_in(&mut tx, job, Some(expected)).await?;
+        }
+        if let Some(job) = b.insert_job {
+            self.write_job_in(&mut tx, job, None).await?;
+        }
+        for s in b.steps {
+            sqlx::query("INSERT INTO job_steps (job_id, ts, step, result, message) VALUES (?,?,?,?,?)")
+                .bind(&s.job_id)
+                .bind(s.ts)
+                .bind(&s.step)
+                .bind(&s.result)
+                .bind(&s.message)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        for v in b.job_values {
+            sqlx::query("INSERT INTO job_values (job_id, seq, source, ciphertext, created_at) VALUES (?,?,?,?,?)")
+                .bind(&v.job_id)
+                .bind(v.seq)
+                .bind(&v.source)
+                .bind(&v.ciphertext)
+                .bind(v.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        if let Some(a) = b.audit {
+            self.append_in(&mut tx, a).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn insert_trigger(&self, row: &TriggerRow, audit: &AuditDraft) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO triggers (id, name, kind, config, sealed_params, created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.kind)
+        .bind(&row.config)
+        .bind(&row.sealed_params)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        self.append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get_trigger(&self, id: &str) -> Result<Option<TriggerRow>, StoreError> {
+        let r = sqlx::query("SELECT * FROM triggers WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(r.as_ref().map(trigger_from_row))
+    }
+
+    async fn list_triggers(&self) -> Result<Vec<TriggerRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM triggers ORDER BY created_at, id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(trigger_from_row).collect())
+    }
+
+    async fn trigger_secrets(&self, trigger_id: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT id FROM secrets WHERE trigger_id = ? ORDER BY created_at")
+            .bind(trigger_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let r = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(r.as_ref().map(job_from_row))
+    }
+
+    async fn job_by_token_hash(&self, hash: &[u8]) -> Result<Option<JobRow>, StoreError> {
+        let r = sqlx::query("SELECT * FROM jobs WHERE token_hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(r.as_ref().map(job_from_row))
+    }
+
+    async fn open_job(&self, secret_id: &str) -> Result<Option<JobRow>, StoreError> {
+        let r = sqlx::query("SELECT * FROM jobs WHERE secret_id = ? AND is_open = 1")
+            .bind(secret_id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(r.as_ref().map(job_from_row))
+    }
+
+    async fn last_job(&self, secret_id: &str) -> Result<Option<JobRow>, StoreError> {
+        let r = sqlx::query("SELECT * FROM jobs WHERE secret_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1")
+            .bind(secret_id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(r.as_ref().map(job_from_row))
+    }
+
+    async fn list_jobs(&self, secret_id: &str, f: &LogFilter) -> Result<(Vec<JobRow>, i64), StoreError> {
+        let keyword = f.keyword.as_deref().map(|k| format!("%{}%", k.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+        let cond = "secret_id = ?1 AND created_at >= ?2 AND created_at <= ?3
+            AND (?4 IS NULL OR EXISTS (SELECT 1 FROM job_steps s WHERE s.job_id = jobs.id
+                 AND (s.message LIKE ?4 ESCAPE '\\' OR s.step LIKE ?4 ESCAPE '\\'))
+                 OR (?4 IS NOT NULL AND (jobs.status LIKE ?4 ESCAPE '\\' OR jobs.error LIKE ?4 ESCAPE '\\')))";
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM jobs WHERE {cond} ORDER BY created_at DESC, rowid DESC LIMIT ?5 OFFSET ?6"
+        ))
+        .bind(secret_id)
+        .bind(f.from.unwrap_or(i64::MIN))
+        .bind(f.to.unwrap_or(i64::MAX))
+        .bind(&keyword)
+        .bind(f.limit)
+        .bind(f.offset)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs WHERE {cond}"))
+            .bind(secret_id)
+            .bind(f.from.unwrap_or(i64::MIN))
+            .bind(f.to.unwrap_or(i64::MAX))
+            .bind(&keyword)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok((rows.iter().map(job_from_row).collect(), total))
+    }
+
+    async fn job_steps(&self, job_id: &str) -> Result<Vec<JobStep>, StoreError> {
+        let rows = sqlx::query("SELECT job_id, ts, step, result, message FROM job_steps WHERE job_id = ? ORDER BY seq")
+            .bind(job_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| JobStep {
+                job_id: r.get(0),
+                ts: r.get(1),
+                step: r.get(2),
+                result: r.get(3),
+                message: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn job_values(&self, job_id: &str) -> Result<Vec<JobValue>, StoreError> {
+        let rows = sqlx::query("SELECT job_id, seq, source, ciphertext, created_at FROM job_values WHERE job_id = ? ORDER BY seq")
+            .bind(job_id)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| JobValue {
+                job_id: r.get(0),
+                seq: r.get(1),
+                source: r.get(2),
+                ciphertext: r.get(3),
+                created_at: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn jobs_to_dispatch(&self, now: i64, limit: i64) -> Result<Vec<JobRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM jobs WHERE status = 'QUEUED' AND run_at <= ? ORDER BY run_at LIMIT ?")
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(job_from_row).collect())
+    }
+
+    async fn jobs_overdue(&self, now: i64, limit: i64) -> Result<Vec<JobRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE status IN ('DISPATCHED', 'RUNNING') AND deadline_at <= ? ORDER BY deadline_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(job_from_row).collect())
+    }
+
+    async fn secrets_due(&self, now: i64, limit: i64) -> Result<Vec<SecretRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SECRET_COLS} FROM secrets WHERE auto_rotation = 1 AND next_rotation_at <= ? AND status = 'ENABLE'
+               AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.secret_id = secrets.id AND jobs.is_open = 1)
+             ORDER BY next_rotation_at LIMIT ?"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(secret_from_row).collect()
     }
 
     async fn insert_access_key(&self, row: &AccessKeyRow, audit: Option<&AuditDraft>) -> Result<(), StoreError> {

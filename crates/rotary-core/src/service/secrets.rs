@@ -96,7 +96,7 @@ impl SecretService {
         Self { store, keyring, clock, default_recovery_days: 7 }
     }
 
-    fn seal_value(&self, dek: &Key, row: &SecretRow, version: i64, v: &SecretValue, now: i64) -> VersionRow {
+    pub(crate) fn seal_value(&self, dek: &Key, row: &SecretRow, version: i64, v: &SecretValue, now: i64) -> VersionRow {
         use secrecy::ExposeSecret;
         VersionRow {
             secret_id: row.id.clone(),
@@ -106,12 +106,12 @@ impl SecretService {
         }
     }
 
-    fn open_version(&self, dek: &Key, v: &VersionRow) -> Result<SecretValue, CoreError> {
+    pub(crate) fn open_version(&self, dek: &Key, v: &VersionRow) -> Result<SecretValue, CoreError> {
         let pt = open(dek, &value_ctx(&v.secret_id, v.version), &v.ciphertext)?;
         SecretValue::from_stored(&pt)
     }
 
-    async fn load(&self, caller: &Caller, id: &str, perm: Permission) -> Result<SecretRow, CoreError> {
+    pub(crate) async fn load(&self, caller: &Caller, id: &str, perm: Permission) -> Result<SecretRow, CoreError> {
         caller.ctx.set_secret_id(id);
         let row = self
             .store
@@ -151,6 +151,7 @@ impl SecretService {
             next_rotation_at: None,
             last_rotation_at: None,
             rotation_phase: None,
+            schedule_base_at: None,
             expected_destroy_at: None,
             created_at: now,
             updated_at: now,
