@@ -125,6 +125,12 @@ impl SecretValue {
         map.get(key).and_then(|v| v.as_str()).map(|s| SecretString::from(s.to_owned()))
     }
 
+    /// Every value, for redaction of function output.
+    pub fn values(&self) -> Vec<SecretString> {
+        let map: serde_json::Map<String, Value> = serde_json::from_str(self.json.expose_secret()).unwrap_or_default();
+        map.values().filter_map(|v| v.as_str()).map(|s| SecretString::from(s.to_owned())).collect()
+    }
+
     /// Checks that every rotation target is a key of this value.
     pub fn check_targets(&self, targets: &[String]) -> Result<(), CoreError> {
         for t in targets {

@@ -113,6 +113,17 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    pub fn seal_trigger_params(&self, trigger_id: &str, params: &[u8]) -> Result<Vec<u8>, CoreError> {
+        Ok(seal(self.key(self.current)?, self.current, &aad(&[b"trigger-params", trigger_id.as_bytes()]), params))
+    }
+
+    pub fn open_trigger_params(&self, trigger_id: &str, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, CoreError> {
+        let key = self.key(key_id_of(sealed)?)?;
+        Ok(open(key, &aad(&[b"trigger-params", trigger_id.as_bytes()]), sealed)?)
+    }
+}
+
 fn dek_ctx(secret_id: &str) -> Vec<u8> {
     aad(&[b"data-key", secret_id.as_bytes()])
 }

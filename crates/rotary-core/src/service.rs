@@ -3,9 +3,11 @@
 //! in the same store transaction.
 
 mod access;
+pub mod rotation;
 mod secrets;
 
 pub use access::{AccessKeys, AuditLog, AuthFailure, MAX_SKEW_MS, SignedRequest, Verification};
+pub use rotation::{Dispatch, JobView, RotationConfig, RotationService};
 pub use secrets::{Chain, NewSecret, SecretService, VersionView};
 
 use std::sync::{Arc, Mutex};
