@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::middleware::{audit, authenticate};
-use crate::routes::{admin, secrets};
+use crate::routes::{action, admin, rotation, secrets};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -54,6 +54,22 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(secrets::get_stage))
         .routes(routes!(secrets::put_memo))
         .routes(routes!(secrets::list_versions))
+        .routes(routes!(rotation::list_triggers, rotation::create_trigger))
+        .routes(routes!(rotation::enable_auto_rotation))
+        .routes(routes!(rotation::disable_auto_rotation))
+        .routes(routes!(rotation::put_rotation_period))
+        .routes(routes!(rotation::put_trigger, rotation::delete_trigger))
+        .routes(routes!(rotation::rotate_now))
+        .routes(routes!(rotation::retry_rotation))
+        .routes(routes!(rotation::cancel_rotation))
+        .routes(routes!(rotation::rollback_rotation))
+        .routes(routes!(rotation::logs))
+        .routes(routes!(rotation::generated_values))
+        .routes(routes!(action::start))
+        .routes(routes!(action::generate_random_secret))
+        .routes(routes!(action::post_pending, action::put_pending))
+        .routes(routes!(action::complete))
+        .routes(routes!(action::fail))
         .routes(routes!(admin::list_keys, admin::create_key))
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::list_audit))

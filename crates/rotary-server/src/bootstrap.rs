@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rotary_core::keyring::audit_chain;
-use rotary_core::service::{AccessKeys, AuditLog, SecretService};
+use rotary_core::service::{AccessKeys, AuditLog, RotationService, SecretService};
 use rotary_core::{Clock, Keyring, SecretStore};
 use rotary_crypto::Key;
 use rotary_store::{SqliteOptions, SqliteStore};
@@ -120,8 +120,18 @@ pub async fn boot(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Booted>
     }
     let mut secrets = SecretService::new(store.clone(), keyring.clone(), clock.clone());
     secrets.default_recovery_days = cfg.recovery_window_days;
+    let secrets = Arc::new(secrets);
+    let rotation = Arc::new(RotationService::new(
+        store.clone(),
+        keyring.clone(),
+        clock.clone(),
+        secrets.clone(),
+        cfg.rotation_config(),
+    ));
     let state = AppState {
-        secrets: Arc::new(secrets),
+        secrets,
+        rotation,
+        wake: Arc::new(tokio::sync::Notify::new()),
         access,
         audit_log: Arc::new(AuditLog::new(store.clone(), chain)),
         store,

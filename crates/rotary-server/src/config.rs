@@ -21,6 +21,12 @@ const ENV_KEYS: &[&str] = &[
     "master_key",
     "admin_access_key",
     "admin_secret_key",
+    "public_url",
+    "scheduler_interval_ms",
+    "rotation_max_attempts",
+    "rotation_retry_base_secs",
+    "rotation_retry_cap_secs",
+    "rotation_timeout_secs",
 ];
 
 #[derive(Deserialize)]
@@ -43,6 +49,18 @@ pub struct Config {
     /// once the data directory exists.
     pub admin_access_key: Option<String>,
     pub admin_secret_key: Option<SecretString>,
+    /// Base URL rotation functions use to call back (`endpoint`); default
+    /// `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// How often the scheduler looks for due rotations and overdue jobs.
+    pub scheduler_interval_ms: u64,
+    /// Attempts per rotation, the first included (1–10).
+    pub rotation_max_attempts: i64,
+    /// First retry delay; doubles per attempt, with ±20 % jitter, up to the cap.
+    pub rotation_retry_base_secs: i64,
+    pub rotation_retry_cap_secs: i64,
+    /// Job timeout when the trigger sets no `timeoutSeconds`.
+    pub rotation_timeout_secs: i64,
 }
 
 impl Default for Config {
@@ -56,6 +74,12 @@ impl Default for Config {
             master_key: None,
             admin_access_key: None,
             admin_secret_key: None,
+            public_url: None,
+            scheduler_interval_ms: 5_000,
+            rotation_max_attempts: 3,
+            rotation_retry_base_secs: 30,
+            rotation_retry_cap_secs: 600,
+            rotation_timeout_secs: 300,
         }
     }
 }
@@ -84,7 +108,28 @@ impl Config {
         if !(1..=30).contains(&self.recovery_window_days) {
             anyhow::bail!("recovery_window_days must be 1-30");
         }
+        if !(1..=10).contains(&self.rotation_max_attempts) {
+            anyhow::bail!("rotation_max_attempts must be 1-10");
+        }
+        if self.rotation_retry_base_secs < 0 || self.rotation_retry_cap_secs < self.rotation_retry_base_secs {
+            anyhow::bail!("rotation_retry_base_secs must be >= 0 and <= rotation_retry_cap_secs");
+        }
+        if !(1..=86_400).contains(&self.rotation_timeout_secs) {
+            anyhow::bail!("rotation_timeout_secs must be 1-86400");
+        }
+        if !(10..=3_600_000).contains(&self.scheduler_interval_ms) {
+            anyhow::bail!("scheduler_interval_ms must be 10-3600000");
+        }
         Ok(())
+    }
+
+    pub fn rotation_config(&self) -> rotary_core::service::RotationConfig {
+        rotary_core::service::RotationConfig {
+            max_attempts: self.rotation_max_attempts,
+            retry_base_ms: self.rotation_retry_base_secs * 1000,
+            retry_cap_ms: self.rotation_retry_cap_secs * 1000,
+            default_timeout_ms: self.rotation_timeout_secs * 1000,
+        }
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {

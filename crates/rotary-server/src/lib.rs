@@ -66,23 +66,9 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
     let state = booted.state.clone();
     let app = app::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
-    let purge_state = state.clone();
-    let mut purge_rx = rx.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    match purge_state.secrets.purge_expired("scheduler").await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(count = n, "destroyed secrets whose recovery window ended"),
-                        Err(e) => tracing::warn!(error = %e, "purging expired secrets failed"),
-                    }
-                }
-                _ = purge_rx.changed() => break,
-            }
-        }
-    });
+    let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let runner = Arc::new(rotary_rotators::Runner::new(state.rotation.clone(), endpoint));
+    tokio::spawn(scheduler(state.clone(), runner, Duration::from_millis(cfg.scheduler_interval_ms), rx.clone()));
 
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -101,4 +87,44 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
         shutdown: tx,
         task,
     })
+}
+
+/// The scheduler: on every interval (or when woken), one rotation tick —
+/// time out overdue jobs, queue due rotations, dispatch queued jobs to the
+/// runner — and once a minute, destroy secrets whose recovery window ended.
+async fn scheduler(
+    state: state::AppState,
+    runner: Arc<rotary_rotators::Runner>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        match state.rotation.tick().await {
+            Ok(dispatches) => {
+                for d in dispatches {
+                    let runner = runner.clone();
+                    let wake = state.wake.clone();
+                    tokio::spawn(async move {
+                        runner.run(d).await;
+                        wake.notify_one();
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduler tick failed"),
+        }
+        if last_purge.elapsed() >= Duration::from_secs(60) {
+            last_purge = std::time::Instant::now();
+            match state.secrets.purge_expired("scheduler").await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "destroyed secrets whose recovery window ended"),
+                Err(e) => tracing::warn!(error = %e, "purging expired secrets failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = state.wake.notified() => {}
+            _ = stop.changed() => break,
+        }
+    }
 }

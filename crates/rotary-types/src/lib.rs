@@ -7,10 +7,12 @@
 //! exposed only when serialized onto the wire.
 
 mod access;
+mod rotation;
 mod error;
 mod secrets;
 
 pub use access::*;
+pub use rotation::*;
 pub use error::*;
 pub use secrets::*;
 

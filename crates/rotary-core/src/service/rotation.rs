@@ -196,7 +196,7 @@ impl RotationService {
         serde_json::from_slice(&raw).map_err(|e| CoreError::internal("trigger parameters are corrupt", e))
     }
 
-    async fn trigger(&self, id: &str) -> Result<TriggerRow, CoreError> {
+    pub async fn trigger(&self, id: &str) -> Result<TriggerRow, CoreError> {
         self.store.get_trigger(id).await?.ok_or_else(|| CoreError::not_found(format!("no trigger with id {id:?}")))
     }
 

@@ -21,6 +21,9 @@ pub struct NewSecret {
     pub memo: Option<String>,
     pub value: SecretValue,
     pub rotation_targets: Vec<String>,
+    /// Automatic rotation from the start: (period in days, trigger id). The
+    /// caller has checked that the trigger exists.
+    pub auto_rotation: Option<(i64, String)>,
 }
 
 /// Decrypted stages of a secret, each with its version.
@@ -128,6 +131,14 @@ impl SecretService {
         let memo = new.memo.unwrap_or_default();
         check_memo(&memo)?;
         new.value.check_targets(&new.rotation_targets)?;
+        if let Some((period, _)) = &new.auto_rotation {
+            if !(1..=730).contains(period) {
+                return Err(CoreError::invalid("autoRotationPeriod must be 1-730 days"));
+            }
+            if new.rotation_targets.is_empty() {
+                return Err(CoreError::invalid("automatic rotation needs at least one rotation target"));
+            }
+        }
         let now = self.clock.now_ms();
         let id = new_secret_id();
         caller.ctx.set_secret_id(&id);
@@ -145,13 +156,13 @@ impl SecretService {
             previous_version: None,
             next_version: 2,
             revision: 1,
-            auto_rotation: false,
-            rotation_period_days: None,
-            trigger_id: None,
-            next_rotation_at: None,
+            auto_rotation: new.auto_rotation.is_some(),
+            rotation_period_days: new.auto_rotation.as_ref().map(|(p, _)| *p),
+            trigger_id: new.auto_rotation.as_ref().map(|(_, t)| t.clone()),
+            next_rotation_at: new.auto_rotation.as_ref().map(|(p, _)| now + p * DAY_MS),
             last_rotation_at: None,
             rotation_phase: None,
-            schedule_base_at: None,
+            schedule_base_at: new.auto_rotation.as_ref().map(|_| now),
             expected_destroy_at: None,
             created_at: now,
             updated_at: now,

@@ -1,6 +1,8 @@
 //! HTTP handlers: extract → one core call → map the result. No SQL here.
 
+pub mod action;
 pub mod admin;
+pub mod rotation;
 pub mod secrets;
 
 use axum::Json;

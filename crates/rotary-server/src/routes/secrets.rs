@@ -66,21 +66,29 @@ pub async fn create_secret(
     ApiJson(req): ApiJson<CreateSecretRequest>,
 ) -> ApiResult<Ok<CreatedSecret>> {
     caller.ctx.set_action("CreateSecret");
-    if req.auto_rotation_yn.as_deref().is_some_and(|y| y.eq_ignore_ascii_case("Y")) || req.trigger_id.is_some() {
-        return Err(ApiError::Core(rotary_core::CoreError::new(
-            rotary_core::ErrorKind::Unprocessable,
-            "automatic rotation is not available in this version; create the secret with autoRotationYN N",
-        )));
-    }
-    if req.auto_rotation_yn.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("N")) {
-        return Err(ApiError::Invalid("autoRotationYN must be Y or N".into()));
-    }
+    let auto = match req.auto_rotation_yn.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("N") => false,
+        Some("Y") => true,
+        Some(_) => return Err(ApiError::Invalid("autoRotationYN must be Y or N".into())),
+    };
     if req.auto_rotation_period.is_some_and(|p| !(1..=730).contains(&p)) {
         return Err(ApiError::Invalid("autoRotationPeriod must be 1-730 days".into()));
     }
     if req.protection_key_type.as_deref().is_some_and(|t| t != "DEFAULT") {
         return Err(ApiError::Invalid("protectionKeyType must be DEFAULT (the server keyring)".into()));
     }
+    let rotation = if auto {
+        let Some(trigger) = req.trigger_id.as_deref() else {
+            return Err(ApiError::Invalid("autoRotationYN Y needs a triggerId".into()));
+        };
+        s.rotation.trigger(trigger).await?;
+        Some((req.auto_rotation_period.unwrap_or(90), trigger.to_owned()))
+    } else {
+        if req.trigger_id.is_some() {
+            return Err(ApiError::Invalid("triggerId is only accepted with autoRotationYN Y; link a trigger later with PUT /triggers".into()));
+        }
+        None
+    };
     let value = SecretValue::parse(&req.secret_value.value)?;
     let row = s
         .secrets
@@ -91,6 +99,7 @@ pub async fn create_secret(
                 memo: req.memo,
                 value,
                 rotation_targets: req.secret_value.rotation_targets,
+                auto_rotation: rotation,
             },
         )
         .await?;
