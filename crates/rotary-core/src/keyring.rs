@@ -118,7 +118,11 @@ impl Keyring {
         Ok(seal(self.key(self.current)?, self.current, &aad(&[b"trigger-params", trigger_id.as_bytes()]), params))
     }
 
-    pub fn open_trigger_params(&self, trigger_id: &str, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, CoreError> {
+    pub fn open_trigger_params(
+        &self,
+        trigger_id: &str,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CoreError> {
         let key = self.key(key_id_of(sealed)?)?;
         Ok(open(key, &aad(&[b"trigger-params", trigger_id.as_bytes()]), sealed)?)
     }

@@ -16,7 +16,7 @@ pub mod policy;
 pub mod service;
 pub mod store;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{CoreError, ErrorKind};
 pub use keyring::Keyring;
 pub use store::SecretStore;

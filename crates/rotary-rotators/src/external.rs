@@ -50,7 +50,8 @@ async fn read_capped<R: tokio::io::AsyncRead + Unpin>(mut r: R) -> (Vec<u8>, boo
 /// environment variable of the same name (string values as they are, others
 /// as JSON). Kills the process at `timeout`.
 pub async fn run_exec(config: &Value, args: &Map<String, Value>, timeout: Duration) -> std::io::Result<ExecOutcome> {
-    let argv: Vec<&str> = config["command"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let argv: Vec<&str> =
+        config["command"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let Some((program, rest)) = argv.split_first() else {
         return Err(std::io::Error::other("config.command is empty"));
     };
@@ -117,7 +118,14 @@ struct RunLog<'a> {
 }
 
 impl RunLog<'_> {
-    async fn go(&self, job: &rotary_core::store::JobRow, d: &Dispatch, config: &Value, args: &Map<String, Value>, timeout: Duration) {
+    async fn go(
+        &self,
+        job: &rotary_core::store::JobRow,
+        d: &Dispatch,
+        config: &Value,
+        args: &Map<String, Value>,
+        timeout: Duration,
+    ) {
         let rotation = &self.runner.rotation;
         match d.trigger.kind.as_str() {
             "exec" => match run_exec(config, args, timeout).await {
@@ -127,7 +135,9 @@ impl RunLog<'_> {
                     if o.truncated {
                         let _ = rotation.append_log(job, "output", "INFO", "output over 64 KiB was dropped").await;
                     }
-                    let _ = rotation.append_log(job, "function", "INFO", &format!("the function ended: {}", o.outcome)).await;
+                    let _ = rotation
+                        .append_log(job, "function", "INFO", &format!("the function ended: {}", o.outcome))
+                        .await;
                     if let Err(e) = rotation.function_ended(&job.id, &o.outcome).await {
                         tracing::warn!(job = %job.id, error = %e, "closing the job failed");
                     }

@@ -33,12 +33,8 @@ fn forms(v: &str) -> Vec<String> {
 /// Replaces every occurrence of every value (in each printed form) by a mask.
 /// Longer values go first so a value containing another is masked whole.
 pub fn redact(text: &str, values: &[SecretString]) -> String {
-    let mut needles: Vec<String> = values
-        .iter()
-        .map(|v| v.expose_secret())
-        .filter(|v| !v.is_empty())
-        .flat_map(forms)
-        .collect();
+    let mut needles: Vec<String> =
+        values.iter().map(|v| v.expose_secret()).filter(|v| !v.is_empty()).flat_map(forms).collect();
     needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
     needles.dedup();
     let mut out = text.to_owned();

@@ -217,7 +217,9 @@ impl SqliteStore {
             .execute(&mut **tx)
             .await
             .map_err(|e| match backend(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("a rotation job is already open for this secret".into()),
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict("a rotation job is already open for this secret".into())
+                }
                 other => other,
             })?;
         if r.rows_affected() != 1 {
@@ -396,32 +398,34 @@ impl SecretStore for SqliteStore {
         audit: &AuditDraft,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(&format!("INSERT INTO secrets ({SECRET_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"))
-            .bind(&row.id)
-            .bind(&row.name)
-            .bind(&row.memo)
-            .bind(&row.status)
-            .bind(&row.status_before_revoke)
-            .bind(serde_json::to_string(&row.rotation_targets).map_err(|e| StoreError::Backend(Box::new(e)))?)
-            .bind(&row.wrapped_dek)
-            .bind(row.active_version)
-            .bind(row.pending_version)
-            .bind(row.previous_version)
-            .bind(row.next_version)
-            .bind(row.revision)
-            .bind(i64::from(row.auto_rotation))
-            .bind(row.rotation_period_days)
-            .bind(&row.trigger_id)
-            .bind(row.next_rotation_at)
-            .bind(row.last_rotation_at)
-            .bind(&row.rotation_phase)
-            .bind(row.schedule_base_at)
-            .bind(row.expected_destroy_at)
-            .bind(row.created_at)
-            .bind(row.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(&format!(
+            "INSERT INTO secrets ({SECRET_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        ))
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.memo)
+        .bind(&row.status)
+        .bind(&row.status_before_revoke)
+        .bind(serde_json::to_string(&row.rotation_targets).map_err(|e| StoreError::Backend(Box::new(e)))?)
+        .bind(&row.wrapped_dek)
+        .bind(row.active_version)
+        .bind(row.pending_version)
+        .bind(row.previous_version)
+        .bind(row.next_version)
+        .bind(row.revision)
+        .bind(i64::from(row.auto_rotation))
+        .bind(row.rotation_period_days)
+        .bind(&row.trigger_id)
+        .bind(row.next_rotation_at)
+        .bind(row.last_rotation_at)
+        .bind(&row.rotation_phase)
+        .bind(row.schedule_base_at)
+        .bind(row.expected_destroy_at)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         insert_versions(&mut tx, versions).await?;
         self.append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(backend)
@@ -657,7 +661,10 @@ impl SecretStore for SqliteStore {
     }
 
     async fn list_jobs(&self, secret_id: &str, f: &LogFilter) -> Result<(Vec<JobRow>, i64), StoreError> {
-        let keyword = f.keyword.as_deref().map(|k| format!("%{}%", k.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+        let keyword = f
+            .keyword
+            .as_deref()
+            .map(|k| format!("%{}%", k.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
         let cond = "secret_id = ?1 AND created_at >= ?2 AND created_at <= ?3
             AND (?4 IS NULL OR EXISTS (SELECT 1 FROM job_steps s WHERE s.job_id = jobs.id
                  AND (s.message LIKE ?4 ESCAPE '\\' OR s.step LIKE ?4 ESCAPE '\\'))
@@ -693,22 +700,18 @@ impl SecretStore for SqliteStore {
             .map_err(backend)?;
         Ok(rows
             .iter()
-            .map(|r| JobStep {
-                job_id: r.get(0),
-                ts: r.get(1),
-                step: r.get(2),
-                result: r.get(3),
-                message: r.get(4),
-            })
+            .map(|r| JobStep { job_id: r.get(0), ts: r.get(1), step: r.get(2), result: r.get(3), message: r.get(4) })
             .collect())
     }
 
     async fn job_values(&self, job_id: &str) -> Result<Vec<JobValue>, StoreError> {
-        let rows = sqlx::query("SELECT job_id, seq, source, ciphertext, created_at FROM job_values WHERE job_id = ? ORDER BY seq")
-            .bind(job_id)
-            .fetch_all(&self.writer)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT job_id, seq, source, ciphertext, created_at FROM job_values WHERE job_id = ? ORDER BY seq",
+        )
+        .bind(job_id)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
         Ok(rows
             .iter()
             .map(|r| JobValue {

@@ -7,13 +7,13 @@
 //! exposed only when serialized onto the wire.
 
 mod access;
-mod rotation;
 mod error;
+mod rotation;
 mod secrets;
 
 pub use access::*;
-pub use rotation::*;
 pub use error::*;
+pub use rotation::*;
 pub use secrets::*;
 
 use serde::Serialize;

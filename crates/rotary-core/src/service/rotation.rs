@@ -97,10 +97,8 @@ pub fn validate_trigger(kind: &str, config: &Value) -> Result<Value, CoreError> 
     let Value::Object(c) = config else {
         return Err(CoreError::invalid("config must be a JSON object"));
     };
-    if let Some(t) = c.get("timeoutSeconds") {
-        if !t.as_i64().is_some_and(|t| (1..=3600).contains(&t)) {
-            return Err(CoreError::invalid("config.timeoutSeconds must be 1-3600"));
-        }
+    if c.get("timeoutSeconds").is_some_and(|t| !t.as_i64().is_some_and(|t| (1..=3600).contains(&t))) {
+        return Err(CoreError::invalid("config.timeoutSeconds must be 1-3600"));
     }
     match kind {
         "exec" => {
@@ -180,7 +178,10 @@ impl RotationService {
 
     /// Triggers with the ids of the secrets linked to each, and the names
     /// (not values) of their default parameters.
-    pub async fn list_triggers(&self, caller: &Caller) -> Result<Vec<(TriggerRow, Vec<String>, Vec<String>)>, CoreError> {
+    pub async fn list_triggers(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<(TriggerRow, Vec<String>, Vec<String>)>, CoreError> {
         caller.policy.check(Permission::ReadMetadata, None)?;
         let mut out = vec![];
         for t in self.store.list_triggers().await? {
@@ -231,7 +232,13 @@ impl RotationService {
     }
 
     /// Turns automatic rotation on: the first rotation is planned at now + period.
-    pub async fn enable_auto(&self, caller: &Caller, id: &str, period: i64, trigger_id: &str) -> Result<SecretRow, CoreError> {
+    pub async fn enable_auto(
+        &self,
+        caller: &Caller,
+        id: &str,
+        period: i64,
+        trigger_id: &str,
+    ) -> Result<SecretRow, CoreError> {
         let period = check_period(period)?;
         self.trigger(trigger_id).await?;
         self.update_secret(caller, id, |row, now| {
@@ -276,7 +283,12 @@ impl RotationService {
         .await
     }
 
-    pub async fn set_trigger(&self, caller: &Caller, id: &str, trigger_id: Option<&str>) -> Result<SecretRow, CoreError> {
+    pub async fn set_trigger(
+        &self,
+        caller: &Caller,
+        id: &str,
+        trigger_id: Option<&str>,
+    ) -> Result<SecretRow, CoreError> {
         if let Some(t) = trigger_id {
             self.trigger(t).await?;
         }
@@ -314,7 +326,9 @@ impl RotationService {
 
     async fn open_conflict(&self, secret_id: &str) -> CoreError {
         match self.store.open_job(secret_id).await {
-            Ok(Some(j)) => CoreError::status(format!("a rotation job is already open for this secret ({}, {})", j.id, j.status)),
+            Ok(Some(j)) => {
+                CoreError::status(format!("a rotation job is already open for this secret ({}, {})", j.id, j.status))
+            }
             _ => CoreError::status("a rotation job is already open for this secret"),
         }
     }
@@ -324,7 +338,9 @@ impl RotationService {
             return Err(CoreError::status(format!("secret is {}; only an enabled secret can be rotated", row.status)));
         }
         if row.trigger_id.is_none() {
-            return Err(CoreError::status("the secret has no trigger; link one with PUT /api/v1/secrets/{id}/triggers"));
+            return Err(CoreError::status(
+                "the secret has no trigger; link one with PUT /api/v1/secrets/{id}/triggers",
+            ));
         }
         if row.rotation_targets.is_empty() {
             return Err(CoreError::status("the secret has no rotation targets"));
@@ -340,7 +356,11 @@ impl RotationService {
         let job = self.new_job(&row, kind, 1, now, now);
         let steps = [step(&job, now, "queued", "OK", format!("{} rotation requested", kind.to_lowercase()))];
         let audit = caller.ctx.draft("SUCCESS", now);
-        match self.store.commit(Batch { insert_job: Some(&job), steps: &steps, audit: Some(&audit), ..Default::default() }).await {
+        match self
+            .store
+            .commit(Batch { insert_job: Some(&job), steps: &steps, audit: Some(&audit), ..Default::default() })
+            .await
+        {
             Ok(()) => {
                 caller.ctx.mark_audited();
                 Ok(job)
@@ -385,7 +405,10 @@ impl RotationService {
         }
         self.update_secret(caller, id, |row, _| {
             if row.status != SecretStatus::Enable.as_str() {
-                return Err(CoreError::status(format!("secret is {}; only an enabled secret can be rolled back", row.status)));
+                return Err(CoreError::status(format!(
+                    "secret is {}; only an enabled secret can be rolled back",
+                    row.status
+                )));
             }
             let Some(prev) = row.previous_version else {
                 return Err(CoreError::status("the secret has no previous value to roll back to"));
@@ -411,12 +434,20 @@ impl RotationService {
 
     /// The values the server generated for a job, decrypted. Admins only;
     /// the request is audited like any value read.
-    pub async fn job_generated_values(&self, caller: &Caller, id: &str, job_id: &str) -> Result<Vec<(JobValue, SecretString)>, CoreError> {
+    pub async fn job_generated_values(
+        &self,
+        caller: &Caller,
+        id: &str,
+        job_id: &str,
+    ) -> Result<Vec<(JobValue, SecretString)>, CoreError> {
         caller.policy.check(Permission::Administer, None)?;
         let row = self.secrets.load(caller, id, Permission::ReadValue).await?;
-        let job = self.store.get_job(job_id).await?.filter(|j| j.secret_id == id).ok_or_else(|| {
-            CoreError::not_found(format!("no job {job_id:?} for this secret"))
-        })?;
+        let job = self
+            .store
+            .get_job(job_id)
+            .await?
+            .filter(|j| j.secret_id == id)
+            .ok_or_else(|| CoreError::not_found(format!("no job {job_id:?} for this secret")))?;
         let dek = self.keyring.open_data_key(&row.id, &row.wrapped_dek)?;
         let mut out = vec![];
         for v in self.store.job_values(&job.id).await? {
@@ -527,7 +558,13 @@ impl RotationService {
             now,
             "dispatch",
             "OK",
-            format!("attempt {} via trigger {:?} ({}), timeout {} s", job.attempt, trigger.name, trigger.kind, timeout_ms / 1000),
+            format!(
+                "attempt {} via trigger {:?} ({}), timeout {} s",
+                job.attempt,
+                trigger.name,
+                trigger.kind,
+                timeout_ms / 1000
+            ),
         )];
         match self
             .store
@@ -581,22 +618,40 @@ impl RotationService {
                         s.status = SecretStatus::Enable.as_str().into();
                     }
                     s.rotation_phase = Some(if status == "CANCELLED" { "CANCELLED" } else { "FAILED" }.into());
-                    if !job.pending_stored && s.pending_version.is_none() {
-                        if let Some(v) = self.recover_generated(&job, &mut s, now, &mut steps).await? {
-                            versions.push(v);
-                        }
+                    if !job.pending_stored
+                        && s.pending_version.is_none()
+                        && let Some(v) = self.recover_generated(&job, &mut s, now, &mut steps).await?
+                    {
+                        versions.push(v);
                     }
                     if retry && job.attempt < self.cfg.max_attempts && s.status == SecretStatus::Enable.as_str() {
                         let delay = self.backoff_ms(job.attempt);
                         let r = self.new_job(&s, "RETRY", job.attempt + 1, now + delay, now);
-                        steps.push(step(&job, now, "retry", "INFO", format!(
-                            "attempt {} of {} queued in {} s ({})", job.attempt + 1, self.cfg.max_attempts, delay / 1000, r.id
-                        )));
+                        steps.push(step(
+                            &job,
+                            now,
+                            "retry",
+                            "INFO",
+                            format!(
+                                "attempt {} of {} queued in {} s ({})",
+                                job.attempt + 1,
+                                self.cfg.max_attempts,
+                                delay / 1000,
+                                r.id
+                            ),
+                        ));
                         retry_job = Some(r);
                     } else if retry {
-                        steps.push(step(&job, now, "give-up", "FAILED", format!(
-                            "rotation failed after {} attempt(s); the next scheduled rotation still happens", job.attempt
-                        )));
+                        steps.push(step(
+                            &job,
+                            now,
+                            "give-up",
+                            "FAILED",
+                            format!(
+                                "rotation failed after {} attempt(s); the next scheduled rotation still happens",
+                                job.attempt
+                            ),
+                        ));
                     }
                     s.revision += 1;
                     s.updated_at = now;
@@ -684,7 +739,12 @@ impl RotationService {
         self.log_step(job, name, result, message).await
     }
 
-    pub async fn action_start(&self, caller: &Caller, secret_id: &str, token: &str) -> Result<(SecretRow, Chain), CoreError> {
+    pub async fn action_start(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        token: &str,
+    ) -> Result<(SecretRow, Chain), CoreError> {
         let (mut job, secret) = self.job_for(caller, secret_id, token).await?;
         let now = self.clock.now_ms();
         if job.status == "DISPATCHED" {
@@ -694,7 +754,12 @@ impl RotationService {
             let steps = [step(&job, now, "start", "OK", "the rotation function started the job")];
             let audit = caller.ctx.draft("SUCCESS", now);
             self.store
-                .commit(Batch { update_job: Some((&job, expected)), steps: &steps, audit: Some(&audit), ..Default::default() })
+                .commit(Batch {
+                    update_job: Some((&job, expected)),
+                    steps: &steps,
+                    audit: Some(&audit),
+                    ..Default::default()
+                })
                 .await?;
             caller.ctx.mark_audited();
         }
@@ -702,7 +767,14 @@ impl RotationService {
         Ok((secret, chain))
     }
 
-    async fn keep_value(&self, job: &JobRow, secret: &SecretRow, source: &str, value: &str, caller: &Caller) -> Result<(), CoreError> {
+    async fn keep_value(
+        &self,
+        job: &JobRow,
+        secret: &SecretRow,
+        source: &str,
+        value: &str,
+        caller: &Caller,
+    ) -> Result<(), CoreError> {
         let now = self.clock.now_ms();
         let seq = self.store.job_values(&job.id).await?.len() as i64 + 1;
         let dek = self.keyring.open_data_key(&secret.id, &secret.wrapped_dek)?;
@@ -721,7 +793,13 @@ impl RotationService {
     }
 
     /// A random string by the policy, kept sealed with the job before it is returned.
-    pub async fn action_generate(&self, caller: &Caller, secret_id: &str, token: &str, policy: &PasswordPolicy) -> Result<SecretString, CoreError> {
+    pub async fn action_generate(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        token: &str,
+        policy: &PasswordPolicy,
+    ) -> Result<SecretString, CoreError> {
         policy.validate()?;
         let (job, secret) = self.job_for(caller, secret_id, token).await?;
         let value = policy.generate()?;
@@ -731,7 +809,12 @@ impl RotationService {
 
     /// `POST pending`: the stored pending if there is one (a retry reuses it),
     /// else active with every rotation target replaced by a random value.
-    pub async fn action_post_pending(&self, caller: &Caller, secret_id: &str, token: &str) -> Result<SecretValue, CoreError> {
+    pub async fn action_post_pending(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        token: &str,
+    ) -> Result<SecretValue, CoreError> {
         let (job, secret) = self.job_for(caller, secret_id, token).await?;
         let chain = self.secrets.decrypt_chain(&secret).await?;
         if let Some((_, pending)) = chain.pending {
@@ -749,7 +832,13 @@ impl RotationService {
     }
 
     /// `PUT pending`: only rotation targets may differ from active.
-    pub async fn action_put_pending(&self, caller: &Caller, secret_id: &str, token: &str, value: SecretValue) -> Result<(), CoreError> {
+    pub async fn action_put_pending(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        token: &str,
+        value: SecretValue,
+    ) -> Result<(), CoreError> {
         let (job, secret) = self.job_for(caller, secret_id, token).await?;
         let chain = self.secrets.decrypt_chain(&secret).await?;
         if let Some((_, active)) = &chain.active {
@@ -785,7 +874,12 @@ impl RotationService {
                 job_id: job.id.clone(),
                 seq,
                 source: source.into(),
-                ciphertext: rotary_crypto::seal(&dek, 0, &job_value_ctx(&job.id, seq), pending.json().expose_secret().as_bytes()),
+                ciphertext: rotary_crypto::seal(
+                    &dek,
+                    0,
+                    &job_value_ctx(&job.id, seq),
+                    pending.json().expose_secret().as_bytes(),
+                ),
                 created_at: now,
             });
         }
@@ -856,11 +950,11 @@ impl RotationService {
     /// (exited without complete or fail), the job fails now instead of at its
     /// deadline.
     pub async fn function_ended(&self, job_id: &str, outcome: &str) -> Result<(), CoreError> {
-        if let Some(job) = self.store.get_job(job_id).await? {
-            if job.is_open() {
-                let why = format!("the rotation function ended ({outcome}) without completing or failing the job");
-                self.close_job(job, "FAILED", &why, None, true).await?;
-            }
+        if let Some(job) = self.store.get_job(job_id).await?
+            && job.is_open()
+        {
+            let why = format!("the rotation function ended ({outcome}) without completing or failing the job");
+            self.close_job(job, "FAILED", &why, None, true).await?;
         }
         Ok(())
     }

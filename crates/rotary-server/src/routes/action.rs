@@ -20,7 +20,9 @@ use crate::state::AppState;
 /// The optional `SECRET-JOB-TOKEN` header must equal the path's token.
 fn check_header(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
     match headers.get("secret-job-token").map(|v| v.to_str().unwrap_or_default()) {
-        Some(h) if h != token => Err(ApiError::Invalid("SECRET-JOB-TOKEN does not match the job token in the path".into())),
+        Some(h) if h != token => {
+            Err(ApiError::Invalid("SECRET-JOB-TOKEN does not match the job token in the path".into()))
+        }
         _ => Result::Ok(()),
     }
 }

@@ -59,7 +59,10 @@ pub async fn create_trigger(
 
 #[utoipa::path(get, path = "/api/v1/triggers", tag = "rotation",
     responses((status = 200, body = Success<TriggerList>), (status = "4XX", body = ErrorBody)))]
-pub async fn list_triggers(State(s): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<Ok<TriggerList>> {
+pub async fn list_triggers(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Ok<TriggerList>> {
     caller.ctx.set_action("ListTriggers");
     let rows = s.rotation.list_triggers(&caller).await?;
     Ok(ok(TriggerList {
@@ -144,7 +147,7 @@ pub async fn delete_trigger(
 macro_rules! job_action {
     ($fn:ident, $path:literal, $action:literal, |$s:ident, $c:ident, $id:ident| $call:expr) => {
         #[utoipa::path(post, path = $path, tag = "rotation", params(("secretId" = String, Path)),
-            responses((status = 200, body = Success<JobInfo>), (status = "4XX", body = ErrorBody)))]
+                            responses((status = 200, body = Success<JobInfo>), (status = "4XX", body = ErrorBody)))]
         pub async fn $fn(
             State($s): State<AppState>,
             Extension($c): Extension<Caller>,

@@ -85,7 +85,9 @@ pub async fn create_secret(
         Some((req.auto_rotation_period.unwrap_or(90), trigger.to_owned()))
     } else {
         if req.trigger_id.is_some() {
-            return Err(ApiError::Invalid("triggerId is only accepted with autoRotationYN Y; link a trigger later with PUT /triggers".into()));
+            return Err(ApiError::Invalid(
+                "triggerId is only accepted with autoRotationYN Y; link a trigger later with PUT /triggers".into(),
+            ));
         }
         None
     };

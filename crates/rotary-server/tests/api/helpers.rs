@@ -14,14 +14,20 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}, Arc::new(SystemClock)).await
+}
+
+/// A server with a changed configuration and the given clock.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config), clock: Arc<dyn rotary_core::Clock>) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = Config {
+    let mut cfg = Config {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".into(),
         history_limit: 3,
         ..Config::default()
     };
-    let server = rotary_server::start(&cfg, Arc::new(SystemClock)).await.expect("server starts");
+    change(&mut cfg);
+    let server = rotary_server::start(&cfg, clock).await.expect("server starts");
     let base = format!("http://{}", server.addr);
     let admin = {
         let a = server.first_admin.as_ref().expect("a new data dir makes an admin key");

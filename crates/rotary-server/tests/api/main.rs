@@ -8,4 +8,5 @@ mod auth;
 mod bad_input;
 mod helpers;
 mod hygiene;
+mod rotation;
 mod secrets;

@@ -1,0 +1,232 @@
+//! Dev-only test kit: throwaway PostgreSQL servers started from Debian's
+//! server binaries (SCRAM-SHA-256 only, random port, temp directory, run as
+//! the `postgres` OS user when the tests run as root), and the paths of the
+//! seed function runner. Tests never touch the machine's own database services.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is the failure report
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Python script that runs the seed function against a local server.
+pub fn seed_runner() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python/seed_runner.py")
+}
+
+/// The fixture copy of the seed function.
+pub fn seed_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/seed/rotation_function.py")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Debian puts server binaries in /usr/lib/postgresql/<major>/bin; take the newest.
+pub fn pg_bin_dir() -> PathBuf {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries missing: run scripts/test-deps (Debian package postgresql)")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, p)| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("no /usr/lib/postgresql/<version>/bin/initdb").1
+}
+
+/// uid/gid of the `postgres` OS user when running as root (initdb refuses root).
+fn run_as() -> Option<(u32, u32)> {
+    let is_root = Command::new("id").arg("-u").output().ok().map(|o| o.stdout.starts_with(b"0\n")) == Some(true);
+    if !is_root {
+        return None;
+    }
+    let id = |flag: &str| -> u32 {
+        let o = Command::new("id").args([flag, "postgres"]).output().expect("id postgres");
+        String::from_utf8_lossy(&o.stdout).trim().parse().expect("postgres OS user exists")
+    };
+    Some((id("-u"), id("-g")))
+}
+
+fn command(bin: &Path, user: Option<(u32, u32)>) -> Command {
+    let mut c = Command::new(bin);
+    if let Some((uid, gid)) = user {
+        c.uid(uid).gid(gid);
+    }
+    c.env_remove("PGPASSWORD").env("LC_ALL", "C.UTF-8");
+    c
+}
+
+pub struct PgServer {
+    pub port: u16,
+    pub superuser: String,
+    pub superuser_password: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PgServer {
+    /// Starts a new server. `settings` are extra `-c name=value` options
+    /// (e.g. `("log_statement", "all")`).
+    pub fn start(settings: &[(&str, &str)]) -> PgServer {
+        let bin = pg_bin_dir();
+        let user = run_as();
+        let dir = tempfile::Builder::new().prefix("rotary-pg-").tempdir().unwrap();
+        let chown = |p: &Path| {
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+            }
+        };
+        chown(dir.path());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let pwfile = dir.path().join("pw");
+        let password = format!("su-{}", std::process::id());
+        std::fs::write(&pwfile, &password).unwrap();
+        chown(&pwfile);
+        let data = dir.path().join("data");
+        let out = command(&bin.join("initdb"), user)
+            .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=scram-sha-256", "--no-sync"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .stdout(Stdio::null())
+            .output()
+            .expect("initdb runs");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "-D".into(),
+            data.to_str().unwrap().into(),
+            "-p".into(),
+            port.to_string(),
+            "-k".into(),
+            dir.path().to_str().unwrap().into(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            "-c".into(),
+            "fsync=off".into(),
+            "-c".into(),
+            "password_encryption=scram-sha-256".into(),
+            "-c".into(),
+            "logging_collector=off".into(),
+        ];
+        for (k, v) in settings {
+            args.push("-c".into());
+            args.push(format!("{k}={v}"));
+        }
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = command(&bin.join("postgres"), user)
+            .args(&args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("postgres starts");
+        let server =
+            PgServer { port, superuser: "postgres".into(), superuser_password: password, child: Some(child), dir };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let isready = pg_bin_dir().join("pg_isready");
+        while Instant::now() < deadline {
+            let ok = Command::new(&isready)
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("PostgreSQL did not become ready; log:\n{}", self.log());
+    }
+
+    /// Everything the server logged (statement logs included when enabled).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn conn_string(&self, user: &str, password: &str, db: &str) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1").port(self.port).user(user).password(password).dbname(db);
+        c.connect_timeout(Duration::from_secs(10));
+        c
+    }
+
+    /// Runs SQL as the superuser.
+    pub async fn exec(&self, sql: &str) {
+        let (client, conn) = self
+            .conn_string(&self.superuser, &self.superuser_password, "postgres")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("superuser connects");
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap_or_else(|e| panic!("SQL failed: {e}"));
+    }
+
+    /// Creates a login role. Test setup only: the password travels in SQL.
+    pub async fn create_role(&self, name: &str, password: &str) {
+        let ident = format!("\"{}\"", name.replace('"', "\"\""));
+        let lit = format!("'{}'", password.replace('\'', "''"));
+        self.exec(&format!("CREATE ROLE {ident} LOGIN PASSWORD {lit}")).await;
+    }
+
+    /// Whether `user` can log in with `password` (to database `postgres`).
+    pub async fn can_login(&self, user: &str, password: &str) -> bool {
+        match self.conn_string(user, password, "postgres").connect(tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                client.simple_query("SELECT 1").await.is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // Immediate shutdown: SIGQUIT; then make sure.
+            let _ = Command::new("kill").args(["-QUIT", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seed_fixture_is_the_unmodified_seed() {
+        let ours = std::fs::read(super::seed_fixture()).unwrap();
+        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed/rotation_function.py");
+        if let Ok(theirs) = std::fs::read(&shared) {
+            assert_eq!(ours, theirs, "the fixture must be the seed byte for byte");
+        }
+        let text = String::from_utf8(ours).unwrap();
+        assert!(text.starts_with("import hmac") && text.contains("def main(args):"));
+    }
+
+    #[tokio::test]
+    async fn a_throwaway_server_authenticates_with_scram_only() {
+        let pg = super::PgServer::start(&[]);
+        pg.create_role("kit_user", "kit-pw-1").await;
+        assert!(pg.can_login("kit_user", "kit-pw-1").await);
+        assert!(!pg.can_login("kit_user", "wrong").await);
+        let hba = std::fs::read_to_string(pg.dir.path().join("data/pg_hba.conf")).unwrap();
+        assert!(
+            hba.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).all(|l| l.contains("scram-sha-256"))
+        );
+    }
+}
