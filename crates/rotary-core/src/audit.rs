@@ -64,6 +64,17 @@ impl AuditChain {
         mac.finalize().into_bytes().to_vec()
     }
 
+    /// A MAC over the chain's head (last seq and hash). Stored beside the
+    /// records, it lets verification detect a truncated tail: without the key,
+    /// a shortened chain cannot be given a matching head.
+    pub fn head_mac(&self, seq: i64, hash: &[u8]) -> Vec<u8> {
+        use hmac::Mac;
+        // invariant: HMAC accepts keys of any length
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(self.key.expose_bytes()).expect("any key length");
+        mac.update(&aad(&[b"audit-head", &seq.to_be_bytes(), hash]));
+        mac.finalize().into_bytes().to_vec()
+    }
+
     /// Checks a run of records (oldest first) that should follow `prev`.
     /// Returns the first bad seq and why.
     pub fn verify_run(&self, prev: &mut (i64, Vec<u8>), rows: &[AuditRow]) -> Result<(), (i64, String)> {

@@ -69,9 +69,12 @@ impl SecretValue {
     /// never the text or a value.
     pub fn parse(text: &SecretString) -> Result<Self, CoreError> {
         let raw = text.expose_secret();
-        if raw.len() > MAX_VALUE_BYTES {
+        // A coarse bound before parsing (escapes can make the text up to six
+        // times longer than the value); the real limit is checked below on
+        // the compact form that is stored.
+        if raw.len() > MAX_VALUE_BYTES * 6 {
             return Err(CoreError::invalid(format!(
-                "secret value is {} bytes; the limit is {MAX_VALUE_BYTES}",
+                "secret value is {} bytes; the limit is {MAX_VALUE_BYTES} (as compact JSON)",
                 raw.len()
             )));
         }
@@ -101,6 +104,12 @@ impl SecretValue {
         let keys = map.keys().cloned().collect();
         // invariant: a Map of Strings always serializes
         let canonical = serde_json::to_string(&map).expect("a JSON map serializes");
+        if canonical.len() > MAX_VALUE_BYTES {
+            return Err(CoreError::invalid(format!(
+                "secret value is {} bytes as compact JSON; the limit is {MAX_VALUE_BYTES}",
+                canonical.len()
+            )));
+        }
         Ok(Self { json: canonical.into(), keys })
     }
 

@@ -99,33 +99,61 @@ impl Keyring {
         Ok(Key::from_slice(&raw)?)
     }
 
-    pub fn seal_access_secret(&self, access_key: &str, secret: &[u8]) -> Result<Vec<u8>, CoreError> {
-        Ok(seal(self.key(self.current)?, self.current, &aad(&[b"access-key", access_key.as_bytes()]), secret))
+    /// Seals an access key's secret bound to its role and pattern: a role
+    /// raised by editing the database makes the key unusable, not stronger.
+    pub fn seal_access_secret(
+        &self,
+        access_key: &str,
+        role: &str,
+        pattern: Option<&str>,
+        secret: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        Ok(seal(self.key(self.current)?, self.current, &access_ctx(access_key, role, pattern), secret))
     }
 
     pub fn open_access_secret(
         &self,
         access_key: &str,
+        role: &str,
+        pattern: Option<&str>,
         sealed: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, CoreError> {
         let key = self.key(key_id_of(sealed)?)?;
-        Ok(open(key, &aad(&[b"access-key", access_key.as_bytes()]), sealed)?)
+        Ok(open(key, &access_ctx(access_key, role, pattern), sealed)?)
     }
-}
 
-impl Keyring {
-    pub fn seal_trigger_params(&self, trigger_id: &str, params: &[u8]) -> Result<Vec<u8>, CoreError> {
-        Ok(seal(self.key(self.current)?, self.current, &aad(&[b"trigger-params", trigger_id.as_bytes()]), params))
+    /// Seals a trigger's default parameters bound to its kind and config: a
+    /// command changed by editing the database makes the trigger fail instead
+    /// of running with the credentials.
+    pub fn seal_trigger_params(
+        &self,
+        trigger_id: &str,
+        kind: &str,
+        config: &str,
+        params: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        Ok(seal(self.key(self.current)?, self.current, &trigger_ctx(trigger_id, kind, config), params))
     }
 
     pub fn open_trigger_params(
         &self,
         trigger_id: &str,
+        kind: &str,
+        config: &str,
         sealed: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, CoreError> {
         let key = self.key(key_id_of(sealed)?)?;
-        Ok(open(key, &aad(&[b"trigger-params", trigger_id.as_bytes()]), sealed)?)
+        Ok(open(key, &trigger_ctx(trigger_id, kind, config), sealed)?)
     }
+}
+
+fn access_ctx(access_key: &str, role: &str, pattern: Option<&str>) -> Vec<u8> {
+    let p = pattern.map(|p| [b"1", p.as_bytes()].concat()).unwrap_or_else(|| b"0".to_vec());
+    aad(&[b"access-key", access_key.as_bytes(), role.as_bytes(), &p])
+}
+
+fn trigger_ctx(trigger_id: &str, kind: &str, config: &str) -> Vec<u8> {
+    aad(&[b"trigger-params", trigger_id.as_bytes(), kind.as_bytes(), config.as_bytes()])
 }
 
 fn dek_ctx(secret_id: &str) -> Vec<u8> {

@@ -120,6 +120,12 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether the key's pattern covers the secret `name` at all. Secrets
+    /// outside it are answered as if they did not exist.
+    pub fn sees(&self, name: &str) -> bool {
+        self.pattern.as_ref().is_none_or(|p| p.matches(name))
+    }
+
     /// `name` is the secret concerned, when there is one.
     pub fn check(&self, perm: Permission, name: Option<&str>) -> Result<(), CoreError> {
         if self.role < perm.min_role() {

@@ -86,3 +86,19 @@ pub struct Caller {
     pub policy: Policy,
     pub ctx: Arc<RequestCtx>,
 }
+
+/// Compare-and-swap attempts before a write gives up under contention.
+pub(crate) const CAS_RETRIES: usize = 64;
+
+/// A short random pause after a lost compare-and-swap, so that writers racing
+/// on one secret spread out instead of colliding again in lockstep.
+pub(crate) async fn cas_pause(attempt: usize) {
+    use rand::Rng;
+    let max_us = 200u64 << attempt.min(6);
+    let us = rand::rngs::OsRng.gen_range(0..=max_us);
+    tokio::time::sleep(std::time::Duration::from_micros(us)).await;
+}
+
+pub(crate) fn contention() -> crate::error::CoreError {
+    crate::error::CoreError::status("the secret is being changed by other requests at the same time; try again")
+}

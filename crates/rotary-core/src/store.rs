@@ -273,6 +273,7 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn list_audit(&self, offset: i64, limit: i64) -> Result<(Vec<AuditRow>, i64), StoreError>;
     /// Records with `seq > after_seq`, oldest first.
     async fn audit_after(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError>;
-    /// The last appended record's (seq, hash) as the store's head marker says.
-    async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError>;
+    /// The head marker written with the last appended record: its seq, its
+    /// hash, and the chain's MAC over both (`AuditChain::head_mac`).
+    async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>, Vec<u8>)>, StoreError>;
 }

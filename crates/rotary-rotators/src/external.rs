@@ -48,8 +48,14 @@ async fn read_capped<R: tokio::io::AsyncRead + Unpin>(mut r: R) -> (Vec<u8>, boo
 
 /// Runs `command` with `args` as JSON on stdin and each argument as an
 /// environment variable of the same name (string values as they are, others
-/// as JSON). Kills the process at `timeout`.
-pub async fn run_exec(config: &Value, args: &Map<String, Value>, timeout: Duration) -> std::io::Result<ExecOutcome> {
+/// as JSON). Kills the process at `timeout`, or when `stop` resolves (the job
+/// was closed: timed out or cancelled), with its answer as the reason.
+pub async fn run_exec(
+    config: &Value,
+    args: &Map<String, Value>,
+    timeout: Duration,
+    stop: impl std::future::Future<Output = String>,
+) -> std::io::Result<ExecOutcome> {
     let argv: Vec<&str> =
         config["command"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let Some((program, rest)) = argv.split_first() else {
@@ -72,16 +78,22 @@ pub async fn run_exec(config: &Value, args: &Map<String, Value>, timeout: Durati
     }
     let out = tokio::spawn(read_capped(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?));
     let err = tokio::spawn(read_capped(child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?));
-    let outcome = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
-            (Some(c), _) => format!("exit status {c}"),
-            (None, Some(s)) => format!("killed by signal {s}"),
-            _ => "ended".to_owned(),
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(timeout, child.wait()) => match r {
+            Ok(Ok(status)) => match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+                (Some(c), _) => format!("exit status {c}"),
+                (None, Some(s)) => format!("killed by signal {s}"),
+                _ => "ended".to_owned(),
+            },
+            Ok(Err(e)) => format!("could not be waited for: {e}"),
+            Err(_) => {
+                let _ = child.kill().await;
+                format!("killed after the {} s timeout", timeout.as_secs())
+            }
         },
-        Ok(Err(e)) => format!("could not be waited for: {e}"),
-        Err(_) => {
+        why = stop => {
             let _ = child.kill().await;
-            format!("killed after the {} s timeout", timeout.as_secs())
+            format!("stopped: {why}")
         }
     };
     let (stdout, t1) = out.await.unwrap_or_default();
@@ -128,7 +140,7 @@ impl RunLog<'_> {
     ) {
         let rotation = &self.runner.rotation;
         match d.trigger.kind.as_str() {
-            "exec" => match run_exec(config, args, timeout).await {
+            "exec" => match run_exec(config, args, timeout, self.closed(&job.id)).await {
                 Ok(o) => {
                     self.log_output(job, "stdout", &o.stdout).await;
                     self.log_output(job, "stderr", &o.stderr).await;
@@ -169,6 +181,23 @@ impl RunLog<'_> {
             }
             other => {
                 let _ = rotation.function_ended(&job.id, &format!("unsupported trigger type {other}")).await;
+            }
+        }
+    }
+
+    /// Resolves when the job is no longer open (timed out, cancelled, or
+    /// closed by the function itself), with its status.
+    async fn closed(&self, job_id: &str) -> String {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match self.runner.rotation.job_status(job_id).await {
+                Ok(Some(s)) if matches!(s.as_str(), "QUEUED" | "DISPATCHED" | "RUNNING") => {}
+                // Succeeded or failed through the action API: let the process
+                // finish on its own (it is printing its last lines).
+                Ok(Some(s)) if matches!(s.as_str(), "SUCCEEDED" | "FAILED") => std::future::pending::<()>().await,
+                Ok(Some(s)) => return format!("the job was closed ({s})"),
+                Ok(None) => return "the job no longer exists".to_owned(),
+                Err(_) => {}
             }
         }
     }

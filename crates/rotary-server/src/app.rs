@@ -95,4 +95,5 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(api)
         .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
 }

@@ -22,6 +22,7 @@ use crate::state::AppState;
 
 pub const DB_FILE: &str = "rotary.db";
 pub const KEY_FILE: &str = "master.key";
+const INITIALIZED: &str = "initialized";
 
 /// The first admin key, returned only when this start created the data directory
 /// and generated the key (not when it came from the environment).
@@ -31,6 +32,8 @@ pub struct FirstAdmin {
 }
 
 pub struct Booted {
+    /// Held for the server's lifetime: one server per data directory.
+    pub lock: std::fs::File,
     pub state: AppState,
     pub created: bool,
     pub first_admin: Option<FirstAdmin>,
@@ -83,9 +86,18 @@ pub async fn boot(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Booted>
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create data directory {}", dir.display()))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("failed to set permissions on {}", dir.display()))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join("rotary.lock"))
+        .with_context(|| format!("failed to open the lock file in {}", dir.display()))?;
+    if lock.try_lock().is_err() {
+        bail!("another Rotary server is already using the data directory {}", dir.display());
+    }
     let db = dir.join(DB_FILE);
-    let created = !db.exists();
-    let master = load_or_create_master(cfg, &dir, created)?;
+    let master = load_or_create_master(cfg, &dir, !db.exists())?;
     let chain = Arc::new(audit_chain(&master));
     let opts = SqliteOptions { history_limit: cfg.history_limit, ..Default::default() };
     let store: Arc<dyn SecretStore> = Arc::new(
@@ -106,14 +118,33 @@ pub async fn boot(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Booted>
         Arc::new(Keyring::load_or_init(&*store, &master, clock.now_ms()).await.map_err(|e| anyhow::anyhow!("{e}"))?);
     drop(master);
     let access = Arc::new(AccessKeys::new(store.clone(), keyring.clone(), clock.clone()));
+    // A data directory is new until its first start finished: a first start
+    // that failed half-way is completed by the next one.
+    let created = store.get_meta(INITIALIZED).await?.is_none();
     let mut first_admin = None;
     if created {
         let (ak, sk, generated) = match (&cfg.admin_access_key, &cfg.admin_secret_key) {
             (Some(a), Some(s)) => (a.clone(), s.clone(), false),
-            (None, None) => (rotary_crypto::new_access_key_id(), rotary_crypto::new_secret_key(), true),
-            _ => bail!("set both ROTARY_ADMIN_ACCESS_KEY and ROTARY_ADMIN_SECRET_KEY, or neither"),
+            _ => (rotary_crypto::new_access_key_id(), rotary_crypto::new_secret_key(), true),
         };
-        access.bootstrap_admin(&ak, &sk).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        match access.bootstrap_admin(&ak, &sk).await {
+            Ok(()) => {}
+            // The same key from the environment, written by a start that failed later.
+            Err(e) if e.kind == rotary_core::ErrorKind::InvalidStatus && !generated => {}
+            Err(e) => bail!("{e}"),
+        }
+        store
+            .append_audit(&rotary_core::audit::AuditDraft {
+                timestamp: clock.now_ms(),
+                access_key: Some(ak.clone()),
+                action: "InitDataDirectory".into(),
+                secret_id: None,
+                result: "SUCCESS".into(),
+                client_address: None,
+                request_id: "bootstrap".into(),
+            })
+            .await?;
+        store.put_meta_if_absent(INITIALIZED, b"1").await?;
         if generated {
             first_admin = Some(FirstAdmin { access_key: ak, secret_key: sk });
         }
@@ -137,5 +168,5 @@ pub async fn boot(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Booted>
         store,
         clock,
     };
-    Ok(Booted { state, created, first_admin, data_dir: dir })
+    Ok(Booted { lock, state, created, first_admin, data_dir: dir })
 }

@@ -18,9 +18,6 @@ const ENV_KEYS: &[&str] = &[
     "log",
     "history_limit",
     "recovery_window_days",
-    "master_key",
-    "admin_access_key",
-    "admin_secret_key",
     "public_url",
     "scheduler_interval_ms",
     "rotation_max_attempts",
@@ -42,12 +39,17 @@ pub struct Config {
     pub history_limit: i64,
     /// Default days a secret stays recoverable after a deletion request (1–30).
     pub recovery_window_days: i64,
-    /// Base64 of the 32-byte master key. Environment only (`ROTARY_MASTER_KEY`);
-    /// when absent the key file in the data directory is used.
+    /// Base64 of the 32-byte master key, from `ROTARY_MASTER_KEY` only (never
+    /// the file: secrets do not belong in config files). When absent, the key
+    /// file in the data directory is used.
+    #[serde(skip)]
     pub master_key: Option<SecretString>,
-    /// First admin key of a new data directory (unattended installs). Ignored
-    /// once the data directory exists.
+    /// First admin key of a new data directory (unattended installs), from
+    /// `ROTARY_ADMIN_ACCESS_KEY` / `ROTARY_ADMIN_SECRET_KEY` only. Ignored once
+    /// the data directory is initialized.
+    #[serde(skip)]
     pub admin_access_key: Option<String>,
+    #[serde(skip)]
     pub admin_secret_key: Option<SecretString>,
     /// Base URL rotation functions use to call back (`endpoint`); default
     /// `http://<listen address>`.
@@ -95,13 +97,32 @@ impl Config {
             fig = fig.merge(Toml::file(f));
         }
         fig = fig.merge(Env::prefixed("ROTARY_").only(ENV_KEYS));
-        let cfg: Config = fig.extract().context("invalid configuration")?;
+        let mut cfg: Config = fig.extract().context("invalid configuration")?;
+        // Read as raw strings, outside figment: it would parse `0123…` as a
+        // number and quote the value in its error message.
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        cfg.master_key = var("ROTARY_MASTER_KEY").map(SecretString::from);
+        cfg.admin_access_key = var("ROTARY_ADMIN_ACCESS_KEY");
+        cfg.admin_secret_key = var("ROTARY_ADMIN_SECRET_KEY").map(SecretString::from);
         cfg.validate()?;
         Ok(cfg)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
+        check_log_filter(&self.log)?;
+        match (&self.admin_access_key, &self.admin_secret_key) {
+            (Some(a), Some(s)) => {
+                if a.len() < 8 || a.len() > 128 || !a.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    anyhow::bail!("ROTARY_ADMIN_ACCESS_KEY must be 8-128 letters and digits");
+                }
+                if secrecy::ExposeSecret::expose_secret(s).chars().count() < 16 {
+                    anyhow::bail!("ROTARY_ADMIN_SECRET_KEY must be at least 16 characters");
+                }
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("set both ROTARY_ADMIN_ACCESS_KEY and ROTARY_ADMIN_SECRET_KEY, or neither"),
+        }
         if !(0..=1000).contains(&self.history_limit) {
             anyhow::bail!("history_limit must be 0-1000");
         }
@@ -137,4 +158,20 @@ impl Config {
             format!("listen must be host:port with an IP host, e.g. 127.0.0.1:8420 (got {:?})", self.listen)
         })
     }
+}
+
+/// A level, or `tracing` directives (`info,rotary_server=debug`). A bare word
+/// that is not a level would silently become a target filter that matches
+/// nothing and turn logging off, so it is refused.
+fn check_log_filter(log: &str) -> anyhow::Result<()> {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    for part in log.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = part.rsplit('=').next().unwrap_or(part).to_ascii_lowercase();
+        if !LEVELS.contains(&level.as_str()) {
+            anyhow::bail!(
+                "log {log:?}: {part:?} is not a level (off, error, warn, info, debug, trace) or target=level"
+            );
+        }
+    }
+    Ok(())
 }

@@ -30,6 +30,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| ApiError::Invalid(describe(&e)))
 }
 
+fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::Invalid("request body is larger than the 2 MiB limit".into())
+    } else {
+        ApiError::Invalid("request body could not be read".into())
+    }
+}
+
 /// A JSON body, required.
 pub struct ApiJson<T>(pub T);
 
@@ -37,9 +45,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| ApiError::Invalid("request body could not be read".into()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         if bytes.is_empty() {
             return Err(ApiError::Invalid("request body is empty; a JSON object is required".into()));
         }
@@ -54,9 +60,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| ApiError::Invalid("request body could not be read".into()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }

@@ -35,6 +35,7 @@ pub struct Running {
     /// Set only when this start generated the first admin key.
     pub first_admin: Option<FirstAdmin>,
     pub state: state::AppState,
+    _lock: std::fs::File,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -84,6 +85,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
         created: booted.created,
         first_admin: booted.first_admin,
         state,
+        _lock: booted.lock,
         shutdown: tx,
         task,
     })

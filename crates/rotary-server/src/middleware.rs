@@ -23,21 +23,16 @@ use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| {
-            !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| rotary_crypto::random_alnum(20))
+/// Always made by the server (never taken from the client), so that audit
+/// request ids are unique.
+fn request_id() -> String {
+    rotary_crypto::random_alnum(20)
 }
 
 pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-    let ctx = RequestCtx::new(request_id(req.headers()), client, state.clock.now_ms());
+    let ctx = RequestCtx::new(request_id(), client, state.clock.now_ms());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     req.extensions_mut().insert(ctx.clone());

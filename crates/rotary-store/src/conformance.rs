@@ -162,7 +162,7 @@ pub async fn history_is_pruned(store: Arc<dyn SecretStore>) {
         store.update_secret(&s, expected, &[version("s1", v)], &draft("u")).await.unwrap();
     }
     let kept: Vec<i64> = store.list_versions("s1").await.unwrap().iter().map(|m| m.version).collect();
-    assert_eq!(kept, vec![10, 9, 8], "newest {HISTORY_LIMIT} kept, newest first");
+    assert_eq!(kept, vec![10, 9, 8, 7, 6], "the stages' versions and the newest {HISTORY_LIMIT} others, newest first");
     // A stage pointing at an old version keeps it.
     let expected = s.revision;
     s.pending_version = Some(8);
@@ -177,7 +177,7 @@ pub async fn history_is_pruned(store: Arc<dyn SecretStore>) {
         store.update_secret(&s, expected, &[version("s1", v)], &draft("u")).await.unwrap();
     }
     let kept: Vec<i64> = store.list_versions("s1").await.unwrap().iter().map(|m| m.version).collect();
-    assert_eq!(kept, vec![13, 12, 11, 9, 8]);
+    assert_eq!(kept, vec![13, 12, 11, 10, 9, 8]);
 }
 
 pub async fn list_pages_and_filters(store: Arc<dyn SecretStore>) {
@@ -238,7 +238,9 @@ pub async fn audit_chain_links(store: Arc<dyn SecretStore>) {
     assert_eq!(rows.len(), 5);
     let mut prev = (0, GENESIS.to_vec());
     chain.verify_run(&mut prev, &rows).expect("chain verifies");
-    assert_eq!(store.audit_head().await.unwrap(), Some(prev.clone()));
+    let (seq, hash, mac) = store.audit_head().await.unwrap().expect("head marker");
+    assert_eq!((seq, &hash), (prev.0, &prev.1));
+    assert_eq!(mac, chain.head_mac(seq, &hash), "the head marker carries the chain's MAC");
     assert_eq!(store.audit_after(3, 100).await.unwrap().len(), 2);
     let (page, total) = store.list_audit(0, 2).await.unwrap();
     assert_eq!(total, 5);

@@ -107,6 +107,7 @@ impl SqliteStore {
         .map_err(backend)?;
         let mut marker = seq.to_be_bytes().to_vec();
         marker.extend_from_slice(&hash);
+        marker.extend_from_slice(&self.chain.head_mac(seq, &hash));
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         )
@@ -164,11 +165,13 @@ impl SqliteStore {
 
     async fn prune_in(&self, tx: &mut Transaction<'_, Sqlite>, row: &SecretRow) -> Result<(), StoreError> {
         // Keep every version a stage points at, plus the newest
-        // `history_limit` others.
+        // `history_limit` of the others.
         sqlx::query(
             "DELETE FROM secret_versions WHERE secret_id = ?1
                AND version NOT IN (SELECT v FROM (SELECT ?2 AS v UNION ALL SELECT ?3 UNION ALL SELECT ?4) WHERE v IS NOT NULL)
-               AND version NOT IN (SELECT version FROM secret_versions WHERE secret_id = ?1 ORDER BY version DESC LIMIT ?5)",
+               AND version NOT IN (SELECT version FROM secret_versions WHERE secret_id = ?1
+                   AND version NOT IN (SELECT v FROM (SELECT ?2 AS v UNION ALL SELECT ?3 UNION ALL SELECT ?4) WHERE v IS NOT NULL)
+                   ORDER BY version DESC LIMIT ?5)",
         )
         .bind(&row.id)
         .bind(row.active_version)
@@ -844,16 +847,15 @@ impl SecretStore for SqliteStore {
         Ok(rows.iter().map(audit_from_row).collect())
     }
 
-    async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>, Vec<u8>)>, StoreError> {
         let Some(v) = self.get_meta(AUDIT_HEAD).await? else {
             return Ok(None);
         };
-        if v.len() < 8 {
-            return Err(StoreError::Corrupt("audit head marker is truncated".into()));
+        if v.len() != 8 + 32 + 32 {
+            return Err(StoreError::Corrupt("audit head marker has the wrong length".into()));
         }
-        let (seq, hash) = v.split_at(8);
         let mut b = [0u8; 8];
-        b.copy_from_slice(seq);
-        Ok(Some((i64::from_be_bytes(b), hash.to_vec())))
+        b.copy_from_slice(&v[..8]);
+        Ok(Some((i64::from_be_bytes(b), v[8..40].to_vec(), v[40..].to_vec())))
     }
 }

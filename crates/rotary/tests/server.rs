@@ -181,3 +181,26 @@ async fn trace_logging_never_prints_a_value_or_secret_key() {
     }
     assert_eq!(stdout.matches(&admin_secret).count(), 1, "the first admin key is printed exactly once, on stdout");
 }
+
+#[tokio::test]
+async fn bad_admin_settings_create_nothing_and_numeric_secrets_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let err = spawn(&dir, &[("ROTARY_ADMIN_ACCESS_KEY", "ONLYACCESSKEY01")], &[]).err().unwrap();
+    assert!(err.contains("set both"), "{err}");
+    assert!(!dir.join("rotary.db").exists(), "a refused start creates no database");
+
+    // Digits-only keys are strings, and their values never appear in errors.
+    let env = [("ROTARY_ADMIN_ACCESS_KEY", "12345678"), ("ROTARY_ADMIN_SECRET_KEY", "0827461930571826")];
+    let s = spawn(&dir, &env, &[]).unwrap();
+    let c = Client::new(&s.addr, "12345678", SecretString::from("0827461930571826".to_owned()));
+    assert_eq!(c.get("/api/v1/secrets").await.unwrap().status, 200);
+
+    // One server per data directory.
+    let err = spawn(&dir, &[], &[]).err().expect("a second server on the same directory must not start");
+    assert!(err.contains("already using"), "{err}");
+    s.stop();
+
+    let err = spawn(&tmp.path().join("e"), &[("ROTARY_LOG", "inf")], &[]).err().unwrap();
+    assert!(err.contains("not a level"), "{err}");
+}

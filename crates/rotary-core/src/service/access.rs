@@ -36,7 +36,7 @@ pub enum AuthFailure {
     #[error(
         "request timestamp {given} is {skew_s} s away from the server time {server_ms}; it must be less than 300 s"
     )]
-    Skewed { given: i64, server_ms: i64, skew_s: i64 },
+    Skewed { given: i64, server_ms: i64, skew_s: String },
     #[error("unknown access key")]
     UnknownKey,
     #[error("access key is revoked")]
@@ -70,7 +70,12 @@ impl AccessKeys {
     ) -> Result<AccessKeyRow, CoreError> {
         Ok(AccessKeyRow {
             access_key: access_key.to_owned(),
-            sealed_secret: self.keyring.seal_access_secret(access_key, secret.expose_secret().as_bytes())?,
+            sealed_secret: self.keyring.seal_access_secret(
+                access_key,
+                role.as_str(),
+                pattern.map(NamePattern::as_str),
+                secret.expose_secret().as_bytes(),
+            )?,
             role: role.as_str().to_owned(),
             secret_pattern: pattern.map(|p| p.as_str().to_owned()),
             description,
@@ -127,6 +132,15 @@ impl AccessKeys {
         if row.revoked_at.is_some() {
             return Err(CoreError::status("access key is already revoked"));
         }
+        let unscoped_admin =
+            |k: &AccessKeyRow| k.role == "admin" && k.secret_pattern.is_none() && k.revoked_at.is_none();
+        if unscoped_admin(&row)
+            && self.store.list_access_keys().await?.iter().filter(|k| unscoped_admin(k)).count() <= 1
+        {
+            return Err(CoreError::status(
+                "this is the last active admin key without a secret pattern; create another admin key before revoking it",
+            ));
+        }
         let now = self.clock.now_ms();
         let audit = caller.ctx.draft("SUCCESS", now);
         if !self.store.revoke_access_key(access_key, now, &audit).await? {
@@ -145,11 +159,15 @@ impl AccessKeys {
         let now = self.clock.now_ms();
         let skew = now.saturating_sub(ts).saturating_abs();
         if skew >= MAX_SKEW_MS {
-            return Err(AuthFailure::Skewed { given: ts, server_ms: now, skew_s: skew / 1000 });
+            let skew_s = format!("{:.1}", skew as f64 / 1000.0);
+            return Err(AuthFailure::Skewed { given: ts, server_ms: now, skew_s });
         }
         let row =
             self.store.get_access_key(ak).await.map_err(|_| AuthFailure::Internal)?.ok_or(AuthFailure::UnknownKey)?;
-        let secret = self.keyring.open_access_secret(ak, &row.sealed_secret).map_err(|_| AuthFailure::Internal)?;
+        let secret = self
+            .keyring
+            .open_access_secret(ak, &row.role, row.secret_pattern.as_deref(), &row.sealed_secret)
+            .map_err(|_| AuthFailure::Internal)?;
         if !verify_v2(&secret, req.method, req.path_with_query, ts_s, ak, sig) {
             return Err(AuthFailure::BadSignature);
         }
@@ -191,34 +209,45 @@ impl AuditLog {
         Ok(self.store.list_audit(i64::from(page_no - 1) * i64::from(page_size), i64::from(page_size)).await?)
     }
 
-    /// Walks the whole chain and compares its end with the store's head marker
-    /// (which catches a truncated tail).
+    /// Walks the chain up to the head marker read first (records appended
+    /// meanwhile are left for the next check), and requires the walk to end
+    /// exactly at the head: a truncated tail, an emptied log or a forged head
+    /// all fail.
     pub async fn verify(&self, caller: &Caller) -> Result<Verification, CoreError> {
         caller.policy.check(Permission::Administer, None)?;
+        let bad = |checked: i64, first: i64, why: String| Verification {
+            valid: false,
+            checked,
+            first_invalid: Some(first),
+            reason: Some(why),
+        };
+        let (head_seq, head_hash) = match self.store.audit_head().await {
+            Ok(Some((seq, hash, mac))) => {
+                if mac != self.chain.head_mac(seq, &hash) {
+                    return Ok(bad(0, seq, "the head marker was altered".into()));
+                }
+                (seq, hash)
+            }
+            // Initialization writes the first record, so a valid log has a head.
+            Ok(None) => return Ok(bad(0, 1, "the head marker is missing: the audit log was emptied".into())),
+            Err(_) => return Ok(bad(0, 1, "the head marker is corrupt".into())),
+        };
         let mut prev = (0i64, GENESIS.to_vec());
         let mut checked = 0;
-        loop {
-            let rows = self.store.audit_after(prev.0, 1000).await?;
+        while prev.0 < head_seq {
+            let mut rows = self.store.audit_after(prev.0, 1000).await?;
+            rows.retain(|r| r.seq <= head_seq);
             if rows.is_empty() {
                 break;
             }
             checked += rows.len() as i64;
             if let Err((seq, why)) = self.chain.verify_run(&mut prev, &rows) {
-                return Ok(Verification { valid: false, checked, first_invalid: Some(seq), reason: Some(why) });
+                return Ok(bad(checked, seq, why));
             }
         }
-        let head = self.store.audit_head().await?;
-        if let Some((seq, hash)) = head
-            && (seq != prev.0 || hash != prev.1)
-        {
-            {
-                return Ok(Verification {
-                    valid: false,
-                    checked,
-                    first_invalid: Some(prev.0 + 1),
-                    reason: Some(format!("records after {} are missing (head is {seq})", prev.0)),
-                });
-            }
+        if prev.0 != head_seq || prev.1 != head_hash {
+            let why = format!("records after {} are missing (the head is record {head_seq})", prev.0);
+            return Ok(bad(checked, prev.0 + 1, why));
         }
         Ok(Verification { valid: true, checked, first_invalid: None, reason: None })
     }

@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::Caller;
 use super::secrets::{Chain, SecretService};
+use super::{CAS_RETRIES, Caller, cas_pause, contention};
 use crate::clock::Clock;
 use crate::domain::{SecretStatus, SecretValue};
 use crate::error::CoreError;
@@ -158,12 +158,13 @@ impl RotationService {
         let now = self.clock.now_ms();
         let id = format!("trg-{}", new_secret_id());
         let params = serde_json::to_vec(&default_params).map_err(|e| CoreError::internal("params", e))?;
+        let config = config.to_string();
         let row = TriggerRow {
-            sealed_params: self.keyring.seal_trigger_params(&id, &params)?,
+            sealed_params: self.keyring.seal_trigger_params(&id, kind, &config, &params)?,
             id,
             name: name.to_owned(),
             kind: kind.to_owned(),
-            config: config.to_string(),
+            config,
             created_at: now,
             updated_at: now,
         };
@@ -193,7 +194,7 @@ impl RotationService {
     }
 
     fn trigger_params(&self, t: &TriggerRow) -> Result<Map<String, Value>, CoreError> {
-        let raw = self.keyring.open_trigger_params(&t.id, &t.sealed_params)?;
+        let raw = self.keyring.open_trigger_params(&t.id, &t.kind, &t.config, &t.sealed_params)?;
         serde_json::from_slice(&raw).map_err(|e| CoreError::internal("trigger parameters are corrupt", e))
     }
 
@@ -207,7 +208,7 @@ impl RotationService {
     where
         F: FnMut(&mut SecretRow, i64) -> Result<(), CoreError> + Send,
     {
-        for _ in 0..8 {
+        for attempt in 0..CAS_RETRIES {
             let mut row = self.secrets.load(caller, id, Permission::Manage).await?;
             let expected = row.revision;
             let now = self.clock.now_ms();
@@ -224,11 +225,11 @@ impl RotationService {
                     caller.ctx.mark_audited();
                     return Ok(row);
                 }
-                Err(StoreError::Conflict(_)) => continue,
+                Err(StoreError::Conflict(_)) => cas_pause(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(CoreError::status("the secret was changed concurrently too many times; try again"))
+        Err(contention())
     }
 
     /// Turns automatic rotation on: the first rotation is planned at now + period.
@@ -596,7 +597,7 @@ impl RotationService {
         audit: Option<&crate::audit::AuditDraft>,
         retry: bool,
     ) -> Result<(), CoreError> {
-        for _ in 0..8 {
+        for attempt in 0..CAS_RETRIES {
             let Some(mut job) = self.store.get_job(&job.id).await? else { return Ok(()) };
             if !job.is_open() {
                 return Ok(());
@@ -670,11 +671,11 @@ impl RotationService {
             };
             match self.store.commit(batch).await {
                 Ok(()) => return Ok(()),
-                Err(StoreError::Conflict(_)) => continue,
+                Err(StoreError::Conflict(_)) => cas_pause(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(CoreError::status("the job was changed concurrently too many times"))
+        Err(contention())
     }
 
     async fn recover_generated(
@@ -957,6 +958,10 @@ impl RotationService {
             self.close_job(job, "FAILED", &why, None, true).await?;
         }
         Ok(())
+    }
+
+    pub async fn job_status(&self, job_id: &str) -> Result<Option<String>, CoreError> {
+        Ok(self.store.get_job(job_id).await?.map(|j| j.status))
     }
 
     /// Every value of the secret's chain and every value generated for the job:

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rotary_crypto::{Key, new_secret_id, open, seal};
 
-use super::Caller;
+use super::{CAS_RETRIES, Caller, cas_pause, contention};
 use crate::clock::Clock;
 use crate::domain::{MAX_MEMO_LEN, SecretName, SecretStatus, SecretValue, Stage};
 use crate::error::CoreError;
@@ -13,8 +13,6 @@ use crate::policy::Permission;
 use crate::store::{ListFilter, SecretRow, SecretStore, StoreError, VersionRow};
 
 const DAY_MS: i64 = 86_400_000;
-/// Compare-and-swap retries before a concurrent-update conflict is reported.
-const CAS_RETRIES: usize = 8;
 
 pub struct NewSecret {
     pub name: String,
@@ -120,6 +118,7 @@ impl SecretService {
             .store
             .get_secret(id)
             .await?
+            .filter(|r| caller.policy.sees(&r.name))
             .ok_or_else(|| CoreError::not_found(format!("no secret with id {id:?}")))?;
         caller.policy.check(perm, Some(&row.name))?;
         Ok(row)
@@ -260,7 +259,7 @@ impl SecretService {
     where
         F: FnMut(&mut SecretRow, i64) -> Result<Option<(Stage, bool)>, CoreError> + Send,
     {
-        for _ in 0..CAS_RETRIES {
+        for attempt in 0..CAS_RETRIES {
             let mut row = self.load(caller, id, perm).await?;
             let expected = row.revision;
             let now = self.clock.now_ms();
@@ -286,11 +285,11 @@ impl SecretService {
                     caller.ctx.mark_audited();
                     return Ok(row);
                 }
-                Err(StoreError::Conflict(_)) => continue,
+                Err(StoreError::Conflict(_)) => cas_pause(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(CoreError::status("the secret was changed concurrently too many times; try again"))
+        Err(contention())
     }
 
     /// `PUT /values`: the value becomes active and the old active becomes

@@ -116,3 +116,32 @@ async fn a_failed_audit_write_fails_the_request_and_changes_nothing() {
     assert_eq!(app.chain(&id).await["active"]["cdbPassword"], SENTINEL, "the unaudited update did not happen");
     let _ = c.close().await;
 }
+
+#[tokio::test]
+async fn a_forged_head_or_an_emptied_log_is_detected() {
+    let app = spawn_app().await;
+    for i in 0..3 {
+        app.create(&format!("s{i}"), json!({"k": "v"}), &[]).await;
+    }
+    let mut c = db(&app).await;
+    // Cut the tail and point the head marker at the new last record, keeping
+    // the old MAC (the key to make a new one is not in the database).
+    let max: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit").fetch_one(&mut c).await.unwrap();
+    let hash: Vec<u8> =
+        sqlx::query_scalar("SELECT hash FROM audit WHERE seq = ?").bind(max - 2).fetch_one(&mut c).await.unwrap();
+    let marker: Vec<u8> =
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'audit_head'").fetch_one(&mut c).await.unwrap();
+    let mut forged = (max - 2).to_be_bytes().to_vec();
+    forged.extend_from_slice(&hash);
+    forged.extend_from_slice(&marker[40..]);
+    sqlx::query("DELETE FROM audit WHERE seq > ?").bind(max - 2).execute(&mut c).await.unwrap();
+    sqlx::query("UPDATE meta SET value = ? WHERE key = 'audit_head'").bind(&forged).execute(&mut c).await.unwrap();
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("head marker was altered"), "{v}");
+
+    sqlx::query("DELETE FROM audit").execute(&mut c).await.unwrap();
+    sqlx::query("DELETE FROM meta WHERE key = 'audit_head'").execute(&mut c).await.unwrap();
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "an emptied log is not a valid log: {v}");
+}

@@ -105,7 +105,11 @@ async fn roles_and_patterns_limit_what_a_key_may_do() {
 
     let reader = app.key("reader", Some("app/*")).await;
     assert_eq!(reader.get(&format!("/api/v1/secrets/{app_id}/values")).await.unwrap().status, 200);
-    forbidden(reader.get(&format!("/api/v1/secrets/{other_id}/values")).await.unwrap());
+    // Outside its pattern a secret does not exist for the key (no probing by id).
+    let r = reader.get(&format!("/api/v1/secrets/{other_id}/values")).await.unwrap();
+    assert_eq!((r.status, r.error_code()), (404, Some("NOT_FOUND")));
+    let r = reader.get(&format!("/api/v1/secrets/{other_id}")).await.unwrap();
+    assert_eq!(r.status, 404);
     forbidden(reader.put(&format!("/api/v1/secrets/{app_id}/memo"), &json!({"memo": "x"})).await.unwrap());
     let listed = reader.get("/api/v1/secrets").await.unwrap().into_data().unwrap();
     assert_eq!(listed["totalCount"], 1, "a scoped key lists only its secrets");
@@ -128,4 +132,32 @@ async fn roles_and_patterns_limit_what_a_key_may_do() {
     let r =
         app.admin.post("/api/v1/access-keys", &json!({"role": "reader", "secretPattern": "app/[x]"})).await.unwrap();
     assert_eq!(r.error_code(), Some("INVALID_REQUEST"));
+}
+
+#[tokio::test]
+async fn the_last_unscoped_admin_key_cannot_be_revoked() {
+    let app = spawn_app().await;
+    let me = app.server.first_admin.as_ref().unwrap().access_key.clone();
+    let r = app.admin.delete(&format!("/api/v1/access-keys/{me}")).await.unwrap();
+    assert_eq!((r.status, r.error_code()), (409, Some("INVALID_STATUS")));
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("last active admin key"));
+    // With a second admin key, the first can go.
+    let second = app.key("admin", None).await;
+    assert_eq!(second.delete(&format!("/api/v1/access-keys/{me}")).await.unwrap().status, 200);
+    assert_auth_failed(&app.admin.get("/api/v1/secrets").await.unwrap(), "revoked");
+}
+
+#[tokio::test]
+async fn a_role_raised_by_editing_the_database_disables_the_key() {
+    use sqlx::{ConnectOptions, sqlite::SqliteConnectOptions};
+    let app = spawn_app().await;
+    let reader = app.key("reader", Some("app/*")).await;
+    assert_eq!(reader.get("/api/v1/secrets").await.unwrap().status, 200);
+    let mut c = SqliteConnectOptions::new().filename(app.db_path()).connect().await.unwrap();
+    sqlx::query("UPDATE access_keys SET role = 'admin', secret_pattern = NULL WHERE role = 'reader'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let r = reader.get("/api/v1/access-keys").await.unwrap();
+    assert_eq!(r.status, 401, "the edited key must not become an admin: {:?}", r.body);
 }

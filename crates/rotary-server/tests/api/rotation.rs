@@ -98,13 +98,15 @@ impl Rig {
         r.body["data"].clone()
     }
 
-    /// Waits for the job to reach one of `statuses` (jobs are run by real processes).
+    /// Waits for the job to reach one of `statuses` and its function to have
+    /// ended (jobs are run by real processes; their output is logged on exit).
     async fn wait_job(&self, id: &str, job_id: &str, statuses: &[&str]) -> Value {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let logs = self.logs(id).await;
             if let Some(j) = logs["jobList"].as_array().unwrap().iter().find(|j| j["jobId"] == job_id)
                 && statuses.contains(&j["status"].as_str().unwrap())
+                && step_names(j).iter().any(|s| s == "function")
             {
                 return j.clone();
             }
@@ -120,6 +122,7 @@ impl Rig {
             let logs = self.logs(id).await;
             if let Some(j) = logs["jobList"].as_array().unwrap().iter().find(|j| j["kind"] == kind)
                 && statuses.contains(&j["status"].as_str().unwrap())
+                && step_names(j).iter().any(|s| s == "function")
             {
                 return j.clone();
             }

@@ -78,7 +78,7 @@ async fn history_is_pruned_to_the_configured_bound() {
     let versions = app.admin.get(&format!("/api/v1/secrets/{id}/versions")).await.unwrap().into_data().unwrap();
     let nums: Vec<i64> =
         versions["versionList"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
-    assert_eq!(nums, [9, 8, 7]);
+    assert_eq!(nums, [9, 8, 7, 6, 5], "active and previous, plus the newest 3 others");
     let c = app.chain(&id).await;
     assert_eq!(c["active"]["k"], "v8");
     assert_eq!(c["previous"]["k"], "v7");
@@ -172,4 +172,27 @@ async fn health_and_openapi_need_no_signature() {
         assert!(paths.contains_key(p), "OpenAPI lacks {p}");
     }
     assert!(doc.body["components"]["securitySchemes"]["signature"].is_object());
+}
+
+#[tokio::test]
+async fn concurrent_writes_to_one_secret_all_land_in_order() {
+    let app = spawn_app().await;
+    let id = app.create("busy", json!({"n": "0"}), &[]).await;
+    let admin = std::sync::Arc::new(app.admin);
+    let mut handles = vec![];
+    for i in 1..=50 {
+        let (admin, id) = (admin.clone(), id.clone());
+        handles.push(tokio::spawn(async move {
+            let body = json!({"value": json!({"n": i.to_string()}).to_string()});
+            admin.put(&format!("/api/v1/secrets/{id}/values"), &body).await.unwrap().status
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    let versions = admin.get(&format!("/api/v1/secrets/{id}/versions")).await.unwrap().into_data().unwrap();
+    let newest = versions["versionList"][0]["version"].as_i64().unwrap();
+    assert_eq!(newest, 51, "every write made exactly one version");
+    let d = admin.get(&format!("/api/v1/secrets/{id}/active")).await.unwrap().into_data().unwrap();
+    assert_eq!(d["version"], 51);
 }
