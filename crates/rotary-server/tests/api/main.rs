@@ -9,4 +9,5 @@ mod bad_input;
 mod helpers;
 mod hygiene;
 mod rotation;
+mod schedule;
 mod secrets;

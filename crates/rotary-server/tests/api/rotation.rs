@@ -465,3 +465,36 @@ async fn fifty_concurrent_rotate_now_calls_make_one_job() {
     assert_eq!(ok, 1, "exactly one rotate-now wins");
     assert_eq!(rig.logs(&id2).await["totalCount"], 2);
 }
+
+/// The project's own example function (examples/rotate_postgres.py): server-
+/// generated pending stored before the change, SCRAM verifier computed by
+/// the function — the statement log holds neither password.
+#[tokio::test]
+async fn the_example_function_rotates_without_a_password_in_the_statement_log() {
+    let rig = rig(1).await;
+    let pg = PgServer::start(&[("log_statement", "all"), ("log_min_error_statement", "error")]);
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/rotate_postgres.py");
+    let trigger = rig.trigger("example", json!(["python3", example.to_str().unwrap()]), json!({})).await;
+    pg.create_role("ex_user", "Example-Start-Pw-1").await;
+    let value = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                       "user": "ex_user", "password": "Example-Start-Pw-1"});
+    let id = rig.admin().create_secret("db/example", &value, &["password"]).await.unwrap();
+    rig.link(&id, &trigger).await;
+    let mut seen = vec!["Example-Start-Pw-1".to_owned()];
+    for _ in 0..2 {
+        let job = rig.rotate(&id).await;
+        let job = rig.wait_job(&id, job["jobId"].as_str().unwrap(), &["SUCCEEDED", "FAILED", "TIMED_OUT"]).await;
+        assert_eq!(job["status"], "SUCCEEDED", "{job:#}");
+        let c = rig.chain(&id).await;
+        let now = c["active"]["password"].as_str().unwrap().to_owned();
+        assert_eq!(c["previous"]["password"], seen.last().unwrap().as_str());
+        assert!(pg.can_login("ex_user", &now).await);
+        assert!(!pg.can_login("ex_user", seen.last().unwrap()).await);
+        seen.push(now);
+    }
+    let log = pg.log();
+    assert!(log.contains("ALTER ROLE"), "statement logging is on");
+    for pw in &seen[1..] {
+        assert!(!log.contains(pw.as_str()), "a new password reached the PostgreSQL log");
+    }
+}
