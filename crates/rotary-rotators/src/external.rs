@@ -109,6 +109,10 @@ impl Runner {
     /// Runs one dispatched job to the end of its function. Never panics; every
     /// failure ends up in the job log.
     pub async fn run(&self, d: Dispatch) {
+        if d.trigger.kind == "postgres" {
+            let now = d.job.started_at.unwrap_or_default();
+            return crate::postgres::run(&self.rotation, d, now).await;
+        }
         let mut args = d.params.clone();
         args.insert("secretId".into(), Value::String(d.job.secret_id.clone()));
         args.insert("jobToken".into(), Value::String(d.token.expose_secret().to_owned()));

@@ -6,6 +6,7 @@
 //! chain and every value generated for the job has been redacted from it.
 
 mod external;
+pub mod postgres;
 mod redact;
 
 pub use external::{Runner, run_exec};

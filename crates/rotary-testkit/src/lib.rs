@@ -65,6 +65,8 @@ pub struct PgServer {
     pub superuser: String,
     pub superuser_password: String,
     child: Option<Child>,
+    args: Vec<String>,
+    user: Option<(u32, u32)>,
     dir: tempfile::TempDir,
 }
 
@@ -115,17 +117,40 @@ impl PgServer {
             args.push("-c".into());
             args.push(format!("{k}={v}"));
         }
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = command(&bin.join("postgres"), user)
-            .args(&args)
+        let mut server =
+            PgServer { port, superuser: "postgres".into(), superuser_password: password, child: None, args, user, dir };
+        server.resume();
+        server
+    }
+
+    /// Starts the (stopped) server again on the same port and data.
+    pub fn resume(&mut self) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
+        let child = command(&pg_bin_dir().join("postgres"), self.user)
+            .args(&self.args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("postgres starts");
-        let server =
-            PgServer { port, superuser: "postgres".into(), superuser_password: password, child: Some(child), dir };
-        server.wait_ready();
-        server
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Stops the server at once (immediate shutdown), keeping its data.
+    pub fn halt(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-QUIT", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn wait_ready(&self) {
@@ -168,11 +193,12 @@ impl PgServer {
         client.batch_execute(sql).await.unwrap_or_else(|e| panic!("SQL failed: {e}"));
     }
 
-    /// Creates a login role. Test setup only: the password travels in SQL.
+    /// Creates a login role. The password is sent as a SCRAM verifier, so it
+    /// is not in the server's statement log either.
     pub async fn create_role(&self, name: &str, password: &str) {
         let ident = format!("\"{}\"", name.replace('"', "\"\""));
-        let lit = format!("'{}'", password.replace('\'', "''"));
-        self.exec(&format!("CREATE ROLE {ident} LOGIN PASSWORD {lit}")).await;
+        let verifier = rotary_rotators::postgres::scram_verifier(password, b"rotary-testkit-s", 4096);
+        self.exec(&format!("CREATE ROLE {ident} LOGIN PASSWORD '{verifier}'")).await;
     }
 
     /// Whether `user` can log in with `password` (to database `postgres`).
@@ -189,19 +215,7 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // Immediate shutdown: SIGQUIT; then make sure.
-            let _ = Command::new("kill").args(["-QUIT", &c.id().to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.halt();
     }
 }
 

@@ -27,7 +27,15 @@ use crate::policy::Permission;
 use crate::store::{Batch, JobRow, JobStep, JobValue, LogFilter, SecretRow, SecretStore, StoreError, TriggerRow};
 
 pub const DAY_MS: i64 = 86_400_000;
-pub const TRIGGER_KINDS: &[&str] = &["exec", "http"];
+pub const TRIGGER_KINDS: &[&str] = &["exec", "http", "postgres", "mysql"];
+
+/// A caller for the server's own (built-in) rotators: full rights, audited
+/// under the access key `rotary:builtin` with the job id as request id.
+pub fn system_caller(job_id: &str, now: i64) -> Caller {
+    let ctx = super::RequestCtx::new(format!("job:{job_id}"), None, now);
+    ctx.set_access_key("rotary:builtin");
+    Caller { policy: crate::policy::Policy { role: crate::policy::Role::Admin, pattern: None }, ctx }
+}
 
 #[derive(Debug, Clone)]
 pub struct RotationConfig {
@@ -116,6 +124,43 @@ pub fn validate_trigger(kind: &str, config: &Value) -> Result<Value, CoreError> 
             let url = c.get("url").and_then(Value::as_str).unwrap_or_default();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(CoreError::invalid("config.url must be an http:// or https:// URL"));
+            }
+        }
+        "postgres" | "mysql" => {
+            let s = |k: &str| {
+                c.get(k)
+                    .map(|v| v.as_str().ok_or_else(|| CoreError::invalid(format!("config.{k} must be a string"))))
+                    .transpose()
+            };
+            match s("mode")?.unwrap_or("self") {
+                "self" => {}
+                "admin" => {
+                    if s("adminSecretId")?.is_none() {
+                        return Err(CoreError::invalid("config.adminSecretId is required in admin mode"));
+                    }
+                }
+                m => return Err(CoreError::invalid(format!("config.mode {m:?}: expected self or admin"))),
+            }
+            match s("strategy")?.unwrap_or("single") {
+                "single" => {}
+                m => return Err(CoreError::invalid(format!("config.strategy {m:?}: only single is supported so far"))),
+            }
+            match s("sslmode")?.unwrap_or("disable") {
+                "disable" => {}
+                m => return Err(CoreError::invalid(format!("config.sslmode {m:?}: only disable is supported so far"))),
+            }
+            if let Some(k) = c.get("keyMap") {
+                let ok = k.as_object().is_some_and(|m| m.values().all(Value::is_string));
+                if !ok {
+                    return Err(CoreError::invalid(
+                        "config.keyMap must map field names (host, port, database, username, password, userHost) to secret keys",
+                    ));
+                }
+            }
+            if let Some(p) = c.get("passwordPolicy") {
+                let p: PasswordPolicy = serde_json::from_value(p.clone())
+                    .map_err(|_| CoreError::invalid("config.passwordPolicy has an unknown field or a wrong type"))?;
+                p.validate()?;
             }
         }
         other => {
@@ -815,7 +860,9 @@ impl RotationService {
         caller: &Caller,
         secret_id: &str,
         token: &str,
+        policy: &PasswordPolicy,
     ) -> Result<SecretValue, CoreError> {
+        policy.validate()?;
         let (job, secret) = self.job_for(caller, secret_id, token).await?;
         let chain = self.secrets.decrypt_chain(&secret).await?;
         if let Some((_, pending)) = chain.pending {
@@ -823,7 +870,6 @@ impl RotationService {
             return Ok(pending);
         }
         let (_, active) = chain.active.ok_or_else(|| CoreError::status("the secret has no active value"))?;
-        let policy = PasswordPolicy::default();
         let mut fills = vec![];
         for t in &secret.rotation_targets {
             fills.push((t.clone(), policy.generate()?));
@@ -945,6 +991,50 @@ impl RotationService {
         self.close_job(job, "FAILED", "the rotation function reported failure", Some(&audit), true).await?;
         caller.ctx.mark_audited();
         Ok(())
+    }
+
+    /// For built-in rotators: the database definitely refused the pending value
+    /// (e.g. a password policy), so it was never applied; clear it so the
+    /// retry generates a new one. The value stays in the job's kept values.
+    pub async fn discard_pending(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        token: &str,
+        why: &str,
+    ) -> Result<(), CoreError> {
+        let (job, mut secret) = self.job_for(caller, secret_id, token).await?;
+        let now = self.clock.now_ms();
+        let expected = secret.revision;
+        secret.pending_version = None;
+        secret.revision += 1;
+        secret.updated_at = now;
+        let mut job = job;
+        let expected_j = job.revision;
+        job.pending_stored = false;
+        job.revision += 1;
+        let steps = [step(&job, now, "pending", "FAILED", format!("pending discarded: {why}"))];
+        self.store
+            .commit(Batch {
+                secret: Some((&secret, expected)),
+                update_job: Some((&job, expected_j)),
+                steps: &steps,
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The active value of another secret (a built-in rotator's admin
+    /// credentials), for the server's own use.
+    pub async fn admin_credentials(&self, secret_id: &str) -> Result<SecretValue, CoreError> {
+        let row = self
+            .store
+            .get_secret(secret_id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("the admin secret does not exist"))?;
+        let chain = self.secrets.decrypt_chain(&row).await?;
+        chain.active.map(|(_, v)| v).ok_or_else(|| CoreError::status("the admin secret has no active value"))
     }
 
     /// Called by a runner when the function ended: if it left the job open

@@ -81,7 +81,8 @@ pub async fn post_pending(
 ) -> ApiResult<Ok<PendingValue>> {
     caller.ctx.set_action("ActionPostPending");
     check_header(&headers, &token)?;
-    let pending = s.rotation.action_post_pending(&caller, &id, &token).await?;
+    let policy = rotary_core::password::PasswordPolicy::default();
+    let pending = s.rotation.action_post_pending(&caller, &id, &token, &policy).await?;
     Result::Ok(ok(PendingValue { pending: pending.json().clone() }))
 }
 
