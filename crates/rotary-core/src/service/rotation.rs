@@ -158,6 +158,19 @@ pub fn validate_trigger(kind: &str, config: &Value) -> Result<Value, CoreError> 
                 }
             }
             if let Some(p) = c.get("passwordPolicy") {
+                const FIELDS: &[&str] = &[
+                    "length",
+                    "excludeCharacters",
+                    "excludeNumbers",
+                    "excludePunctuation",
+                    "excludeUppercase",
+                    "excludeLowercase",
+                    "includeSpace",
+                    "requireEachIncludedType",
+                ];
+                if let Some(k) = p.as_object().and_then(|o| o.keys().find(|k| !FIELDS.contains(&k.as_str()))) {
+                    return Err(CoreError::invalid(format!("config.passwordPolicy has an unknown field {k:?}")));
+                }
                 let p: PasswordPolicy = serde_json::from_value(p.clone())
                     .map_err(|_| CoreError::invalid("config.passwordPolicy has an unknown field or a wrong type"))?;
                 p.validate()?;

@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod bad_input;
+mod builtin;
 mod helpers;
 mod hygiene;
 mod rotation;

@@ -14,14 +14,14 @@ use crate::helpers::{TestApp, spawn_app_with};
 
 const DAY: i64 = 86_400_000;
 
-struct Rig {
-    app: TestApp,
-    clock: Arc<OffsetClock>,
+pub struct Rig {
+    pub app: TestApp,
+    pub clock: Arc<OffsetClock>,
     /// The rotation function's own access key (manager role).
-    fn_key: (String, String),
+    pub fn_key: (String, String),
 }
 
-async fn rig(max_attempts: i64) -> Rig {
+pub async fn rig(max_attempts: i64) -> Rig {
     let clock = Arc::new(OffsetClock::default());
     let app = spawn_app_with(
         |c| {
@@ -40,13 +40,13 @@ async fn rig(max_attempts: i64) -> Rig {
 
 impl Rig {
     /// The admin client, signing with the server's (moved) clock.
-    fn admin(&self) -> Client {
+    pub fn admin(&self) -> Client {
         let a = self.app.server.first_admin.as_ref().unwrap();
         Client::new(&self.app.base, &a.access_key, SecretString::from(a.secret_key.expose_secret().to_owned()))
             .with_time_offset_ms(self.clock.offset_ms())
     }
 
-    async fn trigger(&self, name: &str, command: Value, extra: Value) -> String {
+    pub async fn trigger(&self, name: &str, command: Value, extra: Value) -> String {
         let mut params = json!({"accessKey": self.fn_key.0, "secretKey": self.fn_key.1});
         for (k, v) in extra.as_object().unwrap() {
             params[k] = v.clone();
@@ -56,7 +56,7 @@ impl Rig {
         d["triggerId"].as_str().unwrap().to_owned()
     }
 
-    async fn seed_trigger(&self, name: &str, flags: &[&str], clock_offset_ms: i64) -> String {
+    pub async fn seed_trigger(&self, name: &str, flags: &[&str], clock_offset_ms: i64) -> String {
         let mut cmd = vec![json!("python3"), json!(seed_runner().to_str().unwrap())];
         cmd.extend(flags.iter().map(|f| json!(f)));
         let extra =
@@ -64,7 +64,7 @@ impl Rig {
         self.trigger(name, Value::Array(cmd), extra).await
     }
 
-    async fn db_secret(&self, pg: &PgServer, name: &str, user: &str, password: &str, trigger: &str) -> String {
+    pub async fn db_secret(&self, pg: &PgServer, name: &str, user: &str, password: &str, trigger: &str) -> String {
         pg.create_role(user, password).await;
         let value = json!({"cdbHost": "127.0.0.1", "cdbPort": pg.port.to_string(), "cdbDatabase": "postgres",
                            "cdbUser": user, "cdbPassword": password});
@@ -73,13 +73,13 @@ impl Rig {
         id
     }
 
-    async fn link(&self, id: &str, trigger: &str) {
+    pub async fn link(&self, id: &str, trigger: &str) {
         let r =
             self.admin().put(&format!("/api/v1/secrets/{id}/triggers"), &json!({"triggerId": trigger})).await.unwrap();
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
 
-    async fn chain(&self, id: &str) -> Value {
+    pub async fn chain(&self, id: &str) -> Value {
         let data = self.admin().values(id).await.unwrap();
         let mut out = serde_json::Map::new();
         for (k, v) in data["decryptedSecretChain"].as_object().unwrap() {
@@ -88,11 +88,11 @@ impl Rig {
         Value::Object(out)
     }
 
-    async fn logs(&self, id: &str) -> Value {
+    pub async fn logs(&self, id: &str) -> Value {
         self.admin().get(&format!("/api/v1/secrets/{id}/logs?pageSize=100")).await.unwrap().into_data().unwrap()
     }
 
-    async fn rotate(&self, id: &str) -> Value {
+    pub async fn rotate(&self, id: &str) -> Value {
         let r = self.admin().post(&format!("/api/v1/secrets/{id}/rotation"), &json!({})).await.unwrap();
         assert_eq!(r.status, 200, "{:?}", r.body);
         r.body["data"].clone()
@@ -100,7 +100,7 @@ impl Rig {
 
     /// Waits for the job to reach one of `statuses` and its function to have
     /// ended (jobs are run by real processes; their output is logged on exit).
-    async fn wait_job(&self, id: &str, job_id: &str, statuses: &[&str]) -> Value {
+    pub async fn wait_job(&self, id: &str, job_id: &str, statuses: &[&str]) -> Value {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let logs = self.logs(id).await;
@@ -116,7 +116,7 @@ impl Rig {
     }
 
     /// Waits for the newest job of `kind` to reach one of `statuses`.
-    async fn wait_kind(&self, id: &str, kind: &str, statuses: &[&str]) -> Value {
+    pub async fn wait_kind(&self, id: &str, kind: &str, statuses: &[&str]) -> Value {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let logs = self.logs(id).await;
@@ -132,7 +132,7 @@ impl Rig {
     }
 }
 
-fn step_names(job: &Value) -> Vec<String> {
+pub fn step_names(job: &Value) -> Vec<String> {
     job["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap().to_owned()).collect()
 }
 

@@ -1,0 +1,247 @@
+//! The built-in PostgreSQL rotator against real servers: identifiers,
+//! special characters, no password in the statement log, outages,
+//! concurrency, admin mode.
+
+use std::time::{Duration, Instant};
+
+use rotary_testkit::PgServer;
+use serde_json::{Value, json};
+
+use crate::rotation::{Rig, rig};
+
+async fn pg_trigger(rig: &Rig, name: &str, config: Value) -> String {
+    let body = json!({"name": name, "type": "postgres", "config": config});
+    let r = rig.admin().post("/api/v1/triggers", &body).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["data"]["triggerId"].as_str().unwrap().to_owned()
+}
+
+async fn pg_secret(rig: &Rig, pg: &PgServer, name: &str, user: &str, password: &str, trigger: &str) -> String {
+    pg.create_role(user, password).await;
+    let value = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                       "username": user, "password": password});
+    let id = rig.admin().create_secret(name, &value, &["password"]).await.unwrap();
+    rig.link(&id, trigger).await;
+    id
+}
+
+/// Rotates now and waits for the job to end; returns it.
+async fn rotate_done(rig: &Rig, id: &str) -> Value {
+    let job = rig.rotate(id).await;
+    wait_done(rig, id, job["jobId"].as_str().unwrap()).await
+}
+
+async fn wait_done(rig: &Rig, id: &str, job_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let logs = rig.logs(id).await;
+        if let Some(j) = logs["jobList"].as_array().unwrap().iter().find(|j| j["jobId"] == job_id)
+            && ["SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED"].contains(&j["status"].as_str().unwrap())
+        {
+            return j.clone();
+        }
+        assert!(Instant::now() < deadline, "job {job_id} did not end: {logs:#}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+async fn password(rig: &Rig, id: &str, stage: &str) -> String {
+    rig.chain(id).await[stage]["password"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn roles_with_names_of_every_shape_rotate_and_neighbours_keep_their_password() {
+    let rig = rig(1).await;
+    let pg = PgServer::start(&[]);
+    let trigger = pg_trigger(&rig, "pg", json!({"mode": "self"})).await;
+    pg.create_role("appuser", "Neighbour-Pw-1").await;
+    let long = "n".repeat(63);
+    let names = ["app-user", "AppUser", "app user", "app\"q", "select", "사용자", long.as_str()];
+    for (i, name) in names.iter().enumerate() {
+        let initial = format!("Initial-{i}-Pw");
+        let id = pg_secret(&rig, &pg, &format!("names/{i}"), name, &initial, &trigger).await;
+        let job = rotate_done(&rig, &id).await;
+        assert_eq!(job["status"], "SUCCEEDED", "{name:?}: {job:#}");
+        let new = password(&rig, &id, "active").await;
+        assert!(pg.can_login(name, &new).await, "{name:?} logs in with the new password");
+        assert!(!pg.can_login(name, &initial).await, "{name:?} no longer logs in with the old one");
+    }
+    assert!(pg.can_login("appuser", "Neighbour-Pw-1").await, "rotating AppUser left appuser alone");
+}
+
+#[tokio::test]
+async fn passwords_with_special_characters_are_used_literally() {
+    let rig = rig(1).await;
+    let pg = PgServer::start(&[]);
+    // A policy that allows every punctuation character and the space.
+    let trigger = pg_trigger(&rig, "pg", json!({"passwordPolicy": {"length": 32, "includeSpace": true}})).await;
+    let specials = ["@", ":", "/", "?", "#", "[", "]", "%", "^", "&", "=", "+", " ", "'", "\"", "\\", ";"];
+    let mut initials: Vec<String> = specials.iter().map(|c| format!("a{c}b{c}c-Pw1")).collect();
+    initials.push("ab%3Ecd".into());
+    for (i, initial) in initials.iter().enumerate() {
+        let user = format!("special_{i}");
+        let id = pg_secret(&rig, &pg, &format!("special/{i}"), &user, initial, &trigger).await;
+        // The rotator logs in with the stored value exactly as written.
+        let job = rotate_done(&rig, &id).await;
+        assert_eq!(job["status"], "SUCCEEDED", "{initial:?}: {job:#}");
+        let new = password(&rig, &id, "active").await;
+        assert!(pg.can_login(&user, &new).await);
+        assert!(!pg.can_login(&user, initial).await);
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_rotations_with_quotes_and_backslashes_never_reach_the_statement_log() {
+    let rig = rig(1).await;
+    let pg = PgServer::start(&[("log_statement", "all"), ("log_min_error_statement", "error")]);
+    // Only the characters that break naive SQL quoting, plus letters and digits.
+    let policy = json!({"length": 24, "includeSpace": false,
+        "excludeCharacters": "!#$%&()*+,-./:;<=>?@[]^_`{|}~"});
+    let trigger = pg_trigger(&rig, "pg", json!({"passwordPolicy": policy})).await;
+    let id = pg_secret(&rig, &pg, "many", "many_user", "Many-Start-Pw-1", &trigger).await;
+    let mut seen = vec![];
+    for i in 0..200 {
+        let job = rotate_done(&rig, &id).await;
+        assert_eq!(job["status"], "SUCCEEDED", "rotation {i}: {job:#}");
+        let new = password(&rig, &id, "active").await;
+        assert!(pg.can_login("many_user", &new).await, "rotation {i}: the new password logs in");
+        seen.push(new);
+    }
+    let quoted = seen.iter().filter(|p| p.contains(['\'', '"', '\\'])).count();
+    assert!(quoted > 150, "the policy made passwords with quotes or backslashes ({quoted}/200)");
+
+    // A forced failure: no stored password logs in any more.
+    let wrong = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                       "username": "many_user", "password": "Wrong-Pw-'\\\"-1"});
+    for stage in ["active", "previous"] {
+        let r = rig
+            .admin()
+            .put(&format!("/api/v1/secrets/{id}/values/{stage}"), &json!({"value": wrong.to_string()}))
+            .await;
+        assert_eq!(r.unwrap().status, 200);
+    }
+    let job = rotate_done(&rig, &id).await;
+    assert_eq!(job["status"], "FAILED");
+    assert!(job["error"].as_str().unwrap().contains("neither pending, active nor previous logs in"), "{job:#}");
+
+    let log = pg.log();
+    assert!(log.matches("ALTER ROLE").count() >= 200, "statement logging is on");
+    for p in seen.iter().map(String::as_str).chain(["Wrong-Pw-'\\\"-1", "Many-Start-Pw-1"]) {
+        assert!(!log.contains(p), "a password reached the PostgreSQL log");
+    }
+    let logs = rig.logs(&id).await.to_string();
+    assert!(seen.iter().all(|p| !logs.contains(p.as_str())), "a password reached the job log");
+}
+
+#[tokio::test]
+async fn a_database_that_is_down_fails_the_job_and_the_retry_succeeds() {
+    let rig = rig(1).await;
+    let mut pg = PgServer::start(&[]);
+    let trigger = pg_trigger(&rig, "pg", json!({})).await;
+    let id = pg_secret(&rig, &pg, "down", "down_user", "Down-Start-Pw-1", &trigger).await;
+    pg.halt();
+    let job = rotate_done(&rig, &id).await;
+    assert_eq!(job["status"], "FAILED");
+    assert!(job["error"].as_str().unwrap().contains("could not be reached"), "{job:#}");
+    let pending = password(&rig, &id, "pending").await;
+    assert_eq!(password(&rig, &id, "active").await, "Down-Start-Pw-1", "active untouched");
+    pg.resume();
+    assert!(pg.can_login("down_user", "Down-Start-Pw-1").await, "nothing changed in the database");
+    let r = rig.admin().post(&format!("/api/v1/secrets/{id}/retry-rotation"), &serde_json::json!({})).await.unwrap();
+    let job = wait_done(&rig, &id, r.body["data"]["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job:#}");
+    assert_eq!(password(&rig, &id, "active").await, pending, "the retry reused the stored pending");
+    assert!(pg.can_login("down_user", &pending).await);
+}
+
+#[tokio::test]
+async fn three_concurrent_rotations_on_each_of_ten_secrets_leave_every_role_working() {
+    let rig = rig(3).await;
+    let pg = PgServer::start(&[]);
+    let trigger = pg_trigger(&rig, "pg", json!({})).await;
+    let mut ids = vec![];
+    for i in 0..10 {
+        ids.push(
+            pg_secret(&rig, &pg, &format!("conc/{i}"), &format!("conc_{i}"), &format!("Conc-{i}-Pw"), &trigger).await,
+        );
+    }
+    let admin = std::sync::Arc::new(rig.admin());
+    let mut calls = vec![];
+    for id in &ids {
+        for _ in 0..3 {
+            let (admin, path) = (admin.clone(), format!("/api/v1/secrets/{id}/rotation"));
+            calls.push(tokio::spawn(async move { admin.post(&path, &json!({})).await.unwrap().status }));
+        }
+    }
+    for c in calls {
+        assert!([200, 409].contains(&c.await.unwrap()));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let logs = rig.logs(id).await;
+            let open = logs["jobList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| ["QUEUED", "DISPATCHED", "RUNNING"].contains(&j["status"].as_str().unwrap()));
+            if !open {
+                assert_eq!(logs["totalCount"], 1, "one job per secret");
+                break;
+            }
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let active = password(&rig, id, "active").await;
+        assert!(pg.can_login(&format!("conc_{i}"), &active).await, "role {i} logs in with its stored active password");
+    }
+}
+
+#[tokio::test]
+async fn admin_mode_changes_the_password_with_another_secrets_credential() {
+    let rig = rig(1).await;
+    let pg = PgServer::start(&[]);
+    let admin_pw = "Rotator-Admin-Pw-1";
+    pg.create_role("rotator2", admin_pw).await;
+    pg.exec("ALTER ROLE rotator2 CREATEROLE").await;
+    let admin_value = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                             "username": "rotator2", "password": admin_pw});
+    let admin_id = rig.admin().create_secret("pg-admin", &admin_value, &["password"]).await.unwrap();
+    let trigger = pg_trigger(&rig, "pg-admin-mode", json!({"mode": "admin", "adminSecretId": admin_id})).await;
+    let id = pg_secret(&rig, &pg, "managed", "managed_user", "Managed-Pw-1", &trigger).await;
+    // The managed role's stored passwords are all wrong: only the admin can change it.
+    let job = rotate_done(&rig, &id).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job:#}");
+    let new = password(&rig, &id, "active").await;
+    assert!(pg.can_login("managed_user", &new).await);
+    assert!(pg.can_login("rotator2", admin_pw).await, "the admin credential is unchanged");
+
+    // The admin managing itself in admin mode is refused.
+    let self_trigger = pg_trigger(&rig, "pg-admin-self", json!({"mode": "admin", "adminSecretId": admin_id})).await;
+    rig.link(&admin_id, &self_trigger).await;
+    let job = rotate_done(&rig, &admin_id).await;
+    assert_eq!(job["status"], "FAILED");
+    assert!(job["error"].as_str().unwrap().contains("use mode self"), "{job:#}");
+    assert!(pg.can_login("rotator2", admin_pw).await);
+}
+
+#[tokio::test]
+async fn bad_builtin_trigger_configs_are_refused() {
+    let rig = rig(1).await;
+    for (config, msg) in [
+        (json!({"mode": "root"}), "config.mode"),
+        (json!({"mode": "admin"}), "adminSecretId"),
+        (json!({"strategy": "triple"}), "config.strategy"),
+        (json!({"keyMap": {"host": 5}}), "keyMap"),
+        (json!({"passwordPolicy": {"length": 99}}), "length"),
+        (json!({"passwordPolicy": {"lenght": 9}}), "passwordPolicy"),
+    ] {
+        let r = rig
+            .admin()
+            .post("/api/v1/triggers", &json!({"name": "bad", "type": "postgres", "config": config}))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{config}: {:?}", r.body);
+        assert!(r.body["error"]["message"].as_str().unwrap().contains(msg), "{config}: {:?}", r.body);
+    }
+}
