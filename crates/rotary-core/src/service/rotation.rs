@@ -984,6 +984,11 @@ impl RotationService {
         job.finished_at = Some(now);
         job.revision += 1;
         let steps = [step(&job, now, "complete", "OK", format!("version {pending} is now active"))];
+        // Crash tests: the process dies while completing, before the commit.
+        fail::fail_point!("complete-before-commit", |_| {
+            let _ = std::process::Command::new("kill").args(["-9", &std::process::id().to_string()]).status();
+            std::process::abort()
+        });
         let audit = caller.ctx.draft("SUCCESS", now);
         self.store
             .commit(Batch {

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod builtin;
+mod crash;
 mod helpers;
 mod hygiene;
 mod rotation;
