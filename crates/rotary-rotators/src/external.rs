@@ -109,9 +109,11 @@ impl Runner {
     /// Runs one dispatched job to the end of its function. Never panics; every
     /// failure ends up in the job log.
     pub async fn run(&self, d: Dispatch) {
-        if d.trigger.kind == "postgres" {
-            let now = d.job.started_at.unwrap_or_default();
-            return crate::postgres::run(&self.rotation, d, now).await;
+        let now = d.job.started_at.unwrap_or_default();
+        match d.trigger.kind.as_str() {
+            "postgres" => return crate::builtin::run(&crate::postgres::Postgres, &self.rotation, d, now).await,
+            "mysql" => return crate::builtin::run(&crate::mysql::MySql, &self.rotation, d, now).await,
+            _ => {}
         }
         let mut args = d.params.clone();
         args.insert("secretId".into(), Value::String(d.job.secret_id.clone()));

@@ -5,7 +5,9 @@
 //! Function output goes to the job log only after every value of the secret's
 //! chain and every value generated for the job has been redacted from it.
 
+pub mod builtin;
 mod external;
+pub mod mysql;
 pub mod postgres;
 mod redact;
 

@@ -154,17 +154,17 @@ async fn crash_at(point: &str, user: &str) {
 
 #[tokio::test]
 async fn killed_after_pending_is_stored() {
-    crash_at("pg-after-pending", "crash_a").await;
+    crash_at("rotator-after-pending", "crash_a").await;
 }
 
 #[tokio::test]
 async fn killed_after_the_password_changed() {
-    crash_at("pg-after-apply", "crash_b").await;
+    crash_at("rotator-after-apply", "crash_b").await;
 }
 
 #[tokio::test]
 async fn killed_after_the_test_login() {
-    crash_at("pg-before-complete", "crash_c").await;
+    crash_at("rotator-before-complete", "crash_c").await;
 }
 
 #[tokio::test]
