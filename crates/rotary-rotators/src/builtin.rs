@@ -56,13 +56,14 @@ pub trait Driver: Sync {
         user: &str,
         password: &SecretString,
     ) -> impl Future<Output = Result<Self::Conn, ConnectError>> + Send;
-    /// Sets `t.user`'s password to `new` over `conn` (the user's own session
-    /// or an admin's).
+    /// Sets `t.user`'s password to `new` over `conn`: the user's own session
+    /// when `own` (self mode), else an admin's.
     fn set_password(
         &self,
         conn: Self::Conn,
         t: &Target,
         new: &SecretString,
+        own: bool,
     ) -> impl Future<Output = Result<(), SetError>> + Send;
 }
 
@@ -290,7 +291,7 @@ async fn apply<D: Driver>(
             None => return Apply::Failed("neither pending, active nor previous logs in".into()),
         }
     };
-    match driver.set_password(client, t, new_pw).await {
+    match driver.set_password(client, t, new_pw, !admin_mode).await {
         Ok(()) => Apply::Changed(via),
         Err(SetError::Rejected(why)) => Apply::Rejected(why),
         Err(SetError::Failed(why)) => Apply::Failed(why),

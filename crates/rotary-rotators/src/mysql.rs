@@ -2,8 +2,8 @@
 //! string quoting that is right whatever the session's `sql_mode`.
 //!
 //! On MariaDB the new password is sent as its `mysql_native_password` hash
-//! (`IDENTIFIED BY PASSWORD '*…'`), computed here, so the plaintext is not in
-//! the statement. MySQL 8 has no such form for its default plugin: there the
+//! (`SET PASSWORD … = '*…'`), computed here, so the plaintext is not in the
+//! statement. MySQL 8 has no such form for its default plugin: there the
 //! password is sent in `IDENTIFIED BY '…'` (MySQL masks it in its logs).
 
 use std::time::Duration;
@@ -68,7 +68,13 @@ impl Driver for MySql {
         }
     }
 
-    async fn set_password(&self, mut conn: Self::Conn, t: &Target, new: &SecretString) -> Result<(), SetError> {
+    async fn set_password(
+        &self,
+        mut conn: Self::Conn,
+        t: &Target,
+        new: &SecretString,
+        own: bool,
+    ) -> Result<(), SetError> {
         let lost = || {
             SetError::Failed(
                 "the connection was lost while changing the password (outcome unknown; pending kept)".into(),
@@ -88,10 +94,15 @@ impl Driver for MySql {
             conn.query_first("SELECT @@SESSION.sql_mode, VERSION()").await.map_err(server)?.ok_or_else(lost)?;
         let bs = !mode.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES");
         let account = format!("{}@{}", quote_string(&t.user, bs), quote_string(&t.user_host, bs));
-        let sql = if version.contains("MariaDB") {
-            format!("ALTER USER {account} IDENTIFIED BY PASSWORD '{}'", native_password_hash(new.expose_secret()))
-        } else {
-            format!("ALTER USER {account} IDENTIFIED BY {}", quote_string(new.expose_secret(), bs))
+        // A user may set its own password without privileges only through
+        // `SET PASSWORD` (MariaDB) or `ALTER USER CURRENT_USER()` (MySQL).
+        let sql = match (version.contains("MariaDB"), own) {
+            (true, true) => format!("SET PASSWORD = '{}'", native_password_hash(new.expose_secret())),
+            (true, false) => format!("SET PASSWORD FOR {account} = '{}'", native_password_hash(new.expose_secret())),
+            (false, true) => {
+                format!("ALTER USER CURRENT_USER() IDENTIFIED BY {}", quote_string(new.expose_secret(), bs))
+            }
+            (false, false) => format!("ALTER USER {account} IDENTIFIED BY {}", quote_string(new.expose_secret(), bs)),
         };
         conn.query_drop(sql).await.map_err(server)?;
         let _ = conn.disconnect().await;

@@ -83,7 +83,7 @@ impl Driver for Postgres {
         }
     }
 
-    async fn set_password(&self, conn: Self::Conn, t: &Target, new: &SecretString) -> Result<(), SetError> {
+    async fn set_password(&self, conn: Self::Conn, t: &Target, new: &SecretString, _own: bool) -> Result<(), SetError> {
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let verifier = scram_verifier(new.expose_secret(), &salt, SCRAM_ITERATIONS);

@@ -219,6 +219,115 @@ impl Drop for PgServer {
     }
 }
 
+/// A throwaway MariaDB server (Debian's `mariadb-server` binaries): own data
+/// directory, random port, `mysql` OS user when run as root, general query log
+/// on (tests search it for passwords). Set-up SQL goes through the `mariadb`
+/// client as root over the private socket.
+pub struct MariaServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl MariaServer {
+    pub fn start() -> MariaServer {
+        let dir = tempfile::Builder::new().prefix("rotary-maria-").tempdir().unwrap();
+        let is_root = Command::new("id").arg("-u").output().ok().map(|o| o.stdout.starts_with(b"0\n")) == Some(true);
+        if is_root {
+            let _ = Command::new("chown").args(["mysql:mysql", dir.path().to_str().unwrap()]).status();
+        }
+        let data = dir.path().join("data");
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if is_root {
+            install.arg("--user=mysql");
+        }
+        assert!(install.status().expect("mariadb-install-db runs").success(), "mariadb-install-db failed");
+        let port = free_port();
+        let mut cmd = Command::new("/usr/sbin/mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .arg(format!("--log-error={}", dir.path().join("error.log").display()))
+            .arg("--general-log=1")
+            .arg(format!("--general-log-file={}", dir.path().join("general.log").display()))
+            .arg("--skip-name-resolve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if is_root {
+            cmd.arg("--user=mysql");
+        }
+        let child = cmd.spawn().expect("mariadbd starts");
+        let server = MariaServer { port, child: Some(child), dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server.try_sql("SELECT 1") {
+            assert!(Instant::now() < deadline, "MariaDB did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn try_sql(&self, sql: &str) -> bool {
+        Command::new("mariadb")
+            .args(["--no-defaults", "-u", "root", "-S", self.dir.path().join("sock").to_str().unwrap(), "-e", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Runs SQL as root (setup only).
+    pub fn exec(&self, sql: &str) {
+        assert!(self.try_sql(sql), "SQL failed");
+    }
+
+    /// Creates `'user'@'%'` with a password. Setup only: the password is sent
+    /// as its native hash, so it is not in the query log.
+    pub fn create_user(&self, user: &str, password: &str) {
+        let q = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
+        let hash = rotary_rotators::mysql::native_password_hash(password);
+        // The session's own sql_mode: the quoting above assumes backslash escapes.
+        self.exec(&format!("SET SESSION sql_mode = ''; CREATE USER {}@'%' IDENTIFIED BY PASSWORD '{hash}'", q(user)));
+    }
+
+    pub async fn can_login(&self, user: &str, password: &str) -> bool {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.port)
+            .user(Some(user))
+            .pass(Some(password))
+            .prefer_socket(false);
+        match mysql_async::Conn::new(opts).await {
+            Ok(c) => {
+                let _ = c.disconnect().await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn general_log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.dir.path().join("general.log")).unwrap_or_default()).into_owned()
+    }
+}
+
+impl Drop for MariaServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -242,5 +351,14 @@ mod tests {
         assert!(
             hba.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).all(|l| l.contains("scram-sha-256"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_throwaway_mariadb_takes_native_password_hashes() {
+        let m = super::MariaServer::start();
+        m.create_user("kit'user", "kit-pw-'\\-1");
+        assert!(m.can_login("kit'user", "kit-pw-'\\-1").await);
+        assert!(!m.can_login("kit'user", "wrong").await);
+        assert!(!m.general_log().contains("kit-pw-"), "set-up passwords stay out of the query log");
     }
 }

@@ -245,3 +245,52 @@ async fn bad_builtin_trigger_configs_are_refused() {
         assert!(r.body["error"]["message"].as_str().unwrap().contains(msg), "{config}: {:?}", r.body);
     }
 }
+
+async fn maria_secret(
+    rig: &Rig,
+    db: &rotary_testkit::MariaServer,
+    name: &str,
+    user: &str,
+    pw: &str,
+    trigger: &str,
+) -> String {
+    db.create_user(user, pw);
+    let value =
+        json!({"host": "127.0.0.1", "port": db.port.to_string(), "username": user, "password": pw, "userHost": "%"});
+    let id = rig.admin().create_secret(name, &value, &["password"]).await.unwrap();
+    rig.link(&id, trigger).await;
+    id
+}
+
+#[tokio::test]
+async fn mariadb_accounts_of_every_shape_rotate_under_both_sql_modes_without_a_password_in_the_query_log() {
+    let rig = rig(1).await;
+    let db = rotary_testkit::MariaServer::start();
+    let body =
+        json!({"name": "maria", "type": "mysql", "config": {"passwordPolicy": {"length": 32, "includeSpace": true}}});
+    let trigger = rig.admin().post("/api/v1/triggers", &body).await.unwrap().into_data().unwrap();
+    let trigger = trigger["triggerId"].as_str().unwrap();
+    db.create_user("appuser", "Neighbour-Pw-1");
+    let users = ["app-user", "AppUser", "app user", "app'q", "app\\bs", "select", "사용자"];
+    let mut seen = vec![];
+    for (i, mode) in ["", "NO_BACKSLASH_ESCAPES,ANSI_QUOTES"].iter().enumerate() {
+        db.exec(&format!("SET GLOBAL sql_mode = '{mode}'"));
+        for (j, user) in users.iter().enumerate() {
+            let user = format!("{user}{i}");
+            let initial = format!("Start'\\\"-{i}-{j}");
+            let id = maria_secret(&rig, &db, &format!("maria/{i}/{j}"), &user, &initial, trigger).await;
+            let job = rotate_done(&rig, &id).await;
+            assert_eq!(job["status"], "SUCCEEDED", "{user:?} with sql_mode {mode:?}: {job:#}");
+            let new = password(&rig, &id, "active").await;
+            assert!(db.can_login(&user, &new).await, "{user:?} logs in with the new password");
+            assert!(!db.can_login(&user, &initial).await, "{user:?} no longer logs in with the old one");
+            seen.push(new);
+        }
+    }
+    assert!(db.can_login("appuser", "Neighbour-Pw-1").await, "rotating AppUser0 left appuser alone");
+    let log = db.general_log();
+    assert!(log.contains("SET PASSWORD"), "the query log is on");
+    for p in &seen {
+        assert!(!log.contains(p.as_str()), "a password reached the MariaDB query log");
+    }
+}
