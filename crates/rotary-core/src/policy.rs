@@ -59,7 +59,7 @@ impl Permission {
             Self::ReadMetadata => "read secret metadata",
             Self::ReadValue => "read secret values",
             Self::Manage => "change secrets",
-            Self::Administer => "administer access keys and audit",
+            Self::Administer => "administer access keys, triggers, generated values and audit",
         }
     }
 }

@@ -13,6 +13,9 @@ use crate::redact::redact;
 
 /// Output kept per stream; the rest is dropped (and the log says so).
 const OUTPUT_CAP: usize = 64 * 1024;
+/// Read beyond the cap by more than the longest possible value, so that a
+/// value straddling the cap is redacted whole before the text is cut.
+const READ_CAP: usize = OUTPUT_CAP + 64 * 1024;
 
 pub struct Runner {
     pub rotation: Arc<RotationService>,
@@ -37,7 +40,7 @@ async fn read_capped<R: tokio::io::AsyncRead + Unpin>(mut r: R) -> (Vec<u8>, boo
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = OUTPUT_CAP.saturating_sub(out.len());
+                let room = READ_CAP.saturating_sub(out.len());
                 out.extend_from_slice(&buf[..n.min(room)]);
                 truncated |= n > room;
             }
@@ -62,7 +65,22 @@ pub async fn run_exec(
         return Err(std::io::Error::other("config.command is empty"));
     };
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(rest).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.args(rest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group, so that a timeout or cancel kills everything
+        // the function started, not just the first process.
+        .process_group(0)
+        // A clean environment: the server's own (ROTARY_MASTER_KEY, admin
+        // keys, …) never reaches a function.
+        .env_clear();
+    for k in ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"] {
+        if let Ok(v) = std::env::var(k) {
+            cmd.env(k, v);
+        }
+    }
     if let Some(dir) = config.get("workingDir").and_then(Value::as_str) {
         cmd.current_dir(dir);
     }
@@ -71,6 +89,7 @@ pub async fn run_exec(
         cmd.env(k, text);
     }
     let mut child = cmd.spawn()?;
+    let group = child.id();
     let input = serde_json::to_vec(args).unwrap_or_default();
     if let Some(mut stdin) = child.stdin.take() {
         // A function that does not read stdin closes it early: not an error.
@@ -96,6 +115,11 @@ pub async fn run_exec(
             format!("stopped: {why}")
         }
     };
+    // Whatever the function left running in its group goes too (it would
+    // otherwise hold the output pipes open, or change the database later).
+    if let Some(pgid) = group {
+        let _ = tokio::process::Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status().await;
+    }
     let (stdout, t1) = out.await.unwrap_or_default();
     let (stderr, t2) = err.await.unwrap_or_default();
     Ok(ExecOutcome { outcome, stdout, stderr, truncated: t1 || t2 })
@@ -125,7 +149,9 @@ impl Runner {
         // Values in the chain now (the function sees them at start) and after
         // it ran (what it generated or stored) are all redacted.
         let before = self.rotation.redactions(&job).await.unwrap_or_default();
-        let runner = RunLog { runner: self, before };
+        let params =
+            args.values().filter_map(Value::as_str).map(|v| secrecy::SecretString::from(v.to_owned())).collect();
+        let runner = RunLog { runner: self, before, params };
         runner.go(&job, &d, &config, &args, timeout).await;
     }
 }
@@ -133,6 +159,8 @@ impl Runner {
 struct RunLog<'a> {
     runner: &'a Runner,
     before: Vec<secrecy::SecretString>,
+    /// The trigger's default parameters (keys, tokens) and the job token.
+    params: Vec<secrecy::SecretString>,
 }
 
 impl RunLog<'_> {
@@ -169,21 +197,25 @@ impl RunLog<'_> {
             "http" => {
                 let url = config["url"].as_str().unwrap_or_default();
                 let res = self.runner.http.post(url).json(args).timeout(timeout).send().await;
-                let msg = match res {
+                let (failed, msg) = match res {
                     Ok(r) => {
                         let status = r.status();
                         let body = r.bytes().await.unwrap_or_default();
-                        self.log_output(job, "response", &body[..body.len().min(OUTPUT_CAP)]).await;
-                        format!("the function's URL answered {status}")
+                        self.log_output(job, "response", &body[..body.len().min(READ_CAP)]).await;
+                        (!status.is_success(), format!("the function's URL answered {status}"))
                     }
                     // Never the URL's query (it may hold a token): only the kind of failure.
-                    Err(e) if e.is_timeout() => "the function's URL did not answer in time".to_owned(),
-                    Err(e) if e.is_connect() => "the function's URL could not be reached".to_owned(),
-                    Err(_) => "the call to the function's URL failed".to_owned(),
+                    Err(e) if e.is_timeout() => (true, "the function's URL did not answer in time".to_owned()),
+                    Err(e) if e.is_connect() => (true, "the function's URL could not be reached".to_owned()),
+                    Err(_) => (true, "the call to the function's URL failed".to_owned()),
                 };
-                // The function drives the job through the action API; if it
-                // does not, the job's deadline ends it.
-                let _ = rotation.append_log(job, "function", "INFO", &msg).await;
+                let _ = rotation.append_log(job, "function", if failed { "FAILED" } else { "INFO" }, &msg).await;
+                if failed {
+                    // The function did not run (or said it failed): end the job
+                    // now. On success it drives the job itself, and the job's
+                    // deadline ends it if it does not.
+                    let _ = rotation.function_ended(&job.id, &msg).await;
+                }
             }
             other => {
                 let _ = rotation.function_ended(&job.id, &format!("unsupported trigger type {other}")).await;
@@ -214,6 +246,7 @@ impl RunLog<'_> {
         }
         let rotation = &self.runner.rotation;
         let text = String::from_utf8_lossy(bytes);
+        let params = self.params.clone();
         let mut values = match rotation.redactions(job).await {
             Ok(v) => v,
             Err(e) => {
@@ -224,7 +257,16 @@ impl RunLog<'_> {
             }
         };
         values.extend(self.before.iter().cloned());
-        let clean = redact(&text, &values);
+        values.extend(params);
+        let mut clean = redact(&text, &values);
+        if clean.len() > OUTPUT_CAP {
+            let mut cut = OUTPUT_CAP;
+            while !clean.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            clean.truncate(cut);
+            clean.push_str(" [output over 64 KiB dropped]");
+        }
         let _ = rotation.append_log(job, stream, "INFO", &clean).await;
     }
 }

@@ -4,27 +4,68 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub const MASK: &str = "[REDACTED]";
 
-/// The forms a value takes when a program prints it: as is, JSON-escaped
-/// (`json.dumps`, also with `ensure_ascii`), and Python-`repr`-escaped.
-fn forms(v: &str) -> Vec<String> {
-    let mut out = vec![v.to_owned()];
-    if let Ok(j) = serde_json::to_string(v) {
-        out.push(j[1..j.len() - 1].to_owned());
-    }
-    let ascii: String = v
-        .chars()
-        .map(|c| match c {
-            '"' => "\\\"".to_owned(),
-            '\\' => "\\\\".to_owned(),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+/// JSON string escaping as `json.dumps` does it, with `ensure_ascii` (the
+/// default: non-ASCII as `\uXXXX`) or without.
+fn json_escaped(v: &str, ascii: bool) -> String {
+    let mut out = String::new();
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (ascii && (c as u32) > 0x7e) => {
                 let mut buf = [0u16; 2];
-                c.encode_utf16(&mut buf).iter().map(|u| format!("\\u{u:04x}")).collect()
+                for u in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
             }
-            c => c.to_string(),
-        })
-        .collect();
-    out.push(ascii);
-    out.push(v.replace('\\', "\\\\").replace('\'', "\\'"));
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The inside of Python's `repr()` of a string quoted with `quote`.
+fn python_repr(v: &str, quote: char) -> String {
+    let mut out = String::new();
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            // Python's non-printable characters: controls, DEL, C1, NBSP and
+            // the other Unicode spaces and format characters it escapes.
+            c if c.is_control() || c == '\u{a0}' || c == '\u{ad}' => {
+                let n = c as u32;
+                if n <= 0xff {
+                    out.push_str(&format!("\\x{n:02x}"));
+                } else if n <= 0xffff {
+                    out.push_str(&format!("\\u{n:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{n:08x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The forms a value takes when a program prints it: as is, JSON-escaped
+/// (`json.dumps`, with and without `ensure_ascii`), and Python `repr` in
+/// either quote style.
+fn forms(v: &str) -> Vec<String> {
+    let mut out =
+        vec![v.to_owned(), json_escaped(v, false), json_escaped(v, true), python_repr(v, '\''), python_repr(v, '"')];
     out.sort();
     out.dedup();
     out
@@ -70,5 +111,20 @@ mod tests {
     fn longer_values_first() {
         let out = redact("secret-long and secret", &[s("secret"), s("secret-long")]);
         assert_eq!(out, "[REDACTED] and [REDACTED]");
+    }
+
+    /// Expected forms printed by Python 3 itself for this value (json.dumps
+    /// with and without ensure_ascii, repr).
+    #[test]
+    fn masks_what_python_prints_for_control_and_non_ascii_characters() {
+        let v = s("X\u{e9}\u{9}z_pw\u{1}\u{7f}\u{a0}\"\\");
+        for printed in [
+            "X\\u00e9\\tz_pw\\u0001\\u007f\\u00a0\\\"\\\\",
+            "X\u{e9}\\tz_pw\\u0001\u{7f}\u{a0}\\\"\\\\",
+            "X\u{e9}\\tz_pw\\x01\\x7f\\xa0\"\\\\",
+        ] {
+            let out = redact(&format!("before {printed} after"), std::slice::from_ref(&v));
+            assert_eq!(out, "before [REDACTED] after", "{printed:?}");
+        }
     }
 }

@@ -67,6 +67,14 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
     let state = booted.state.clone();
     let app = app::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
+    match state.rotation.recover_after_restart().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            count = n,
+            "failed rotation jobs left running by the previous server process; retries queued"
+        ),
+        Err(e) => tracing::warn!(error = %e, "recovering rotation jobs failed"),
+    }
     let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let runner = Arc::new(rotary_rotators::Runner::new(state.rotation.clone(), endpoint));
     tokio::spawn(scheduler(state.clone(), runner, Duration::from_millis(cfg.scheduler_interval_ms), rx.clone()));

@@ -34,7 +34,7 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
     let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
     let ctx = RequestCtx::new(request_id(), client, state.clock.now_ms());
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = loggable_path(req.uri().path());
     req.extensions_mut().insert(ctx.clone());
 
     let mut resp = next.run(req).await;
@@ -76,6 +76,18 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     resp
+}
+
+/// The request path for the log, with job tokens (credentials) masked.
+fn loggable_path(path: &str) -> String {
+    match path.find("/jobs/") {
+        Some(i) if path.starts_with("/action/") => {
+            let rest = &path[i + 6..];
+            let tail = rest.find('/').map(|j| &rest[j..]).unwrap_or("");
+            format!("{}/jobs/[token]{tail}", &path[..i])
+        }
+        _ => path.to_owned(),
+    }
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -116,6 +116,10 @@ pub fn validate_trigger(kind: &str, config: &Value) -> Result<Value, CoreError> 
             if cmd.is_empty() || !cmd.iter().all(|a| a.as_str().is_some_and(|s| !s.contains('\0'))) {
                 return Err(CoreError::invalid("config.command must be a non-empty array of strings"));
             }
+            if cmd[0].as_str().is_some_and(str::is_empty) {
+                return Err(CoreError::invalid("config.command[0] (the program) must not be empty"));
+            }
+            only_keys(c, &["command", "workingDir", "timeoutSeconds"])?;
             if c.get("workingDir").is_some_and(|w| !w.is_string()) {
                 return Err(CoreError::invalid("config.workingDir must be a string"));
             }
@@ -125,8 +129,29 @@ pub fn validate_trigger(kind: &str, config: &Value) -> Result<Value, CoreError> 
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(CoreError::invalid("config.url must be an http:// or https:// URL"));
             }
+            let authority = url.split("://").nth(1).unwrap_or_default().split('/').next().unwrap_or_default();
+            if authority.contains('@') {
+                return Err(CoreError::invalid(
+                    "config.url must not hold credentials (user:password@); put them in defaultParams, which are sealed",
+                ));
+            }
+            only_keys(c, &["url", "timeoutSeconds"])?;
         }
         "postgres" | "mysql" => {
+            only_keys(
+                c,
+                &[
+                    "mode",
+                    "adminSecretId",
+                    "adminKeyMap",
+                    "strategy",
+                    "sslmode",
+                    "caFile",
+                    "keyMap",
+                    "passwordPolicy",
+                    "timeoutSeconds",
+                ],
+            )?;
             let s = |k: &str| {
                 c.get(k)
                     .map(|v| v.as_str().ok_or_else(|| CoreError::invalid(format!("config.{k} must be a string"))))
@@ -213,6 +238,11 @@ impl RotationService {
         crate::domain::SecretName::parse(name)
             .map_err(|e| CoreError::invalid(e.message.replace("secretName", "name")))?;
         let config = validate_trigger(kind, config)?;
+        if let Some(k) = default_params.keys().find(|k| ["secretId", "jobToken", "endpoint"].contains(&k.as_str())) {
+            return Err(CoreError::invalid(format!(
+                "defaultParams may not set {k:?}: the server sets it for each job"
+            )));
+        }
         let now = self.clock.now_ms();
         let id = format!("trg-{}", new_secret_id());
         let params = serde_json::to_vec(&default_params).map_err(|e| CoreError::internal("params", e))?;
@@ -432,6 +462,7 @@ impl RotationService {
     /// Retry after a failed, timed-out or cancelled rotation.
     pub async fn retry(&self, caller: &Caller, id: &str) -> Result<JobRow, CoreError> {
         let row = self.secrets.load(caller, id, Permission::Manage).await?;
+        Self::check_rotatable(&row)?;
         match self.store.last_job(id).await? {
             Some(j) if j.is_open() => return Err(self.open_conflict(id).await),
             Some(j) if j.status == "SUCCEEDED" => {
@@ -518,6 +549,19 @@ impl RotationService {
     }
 
     // ------------------------------------------------------------ scheduler
+
+    /// At start-up of a single-node store: every job left dispatched or
+    /// running was being run by this server's previous life, which is gone —
+    /// fail it now (and retry) instead of waiting for its deadline. Pending
+    /// and generated values are kept as always.
+    pub async fn recover_after_restart(&self) -> Result<usize, CoreError> {
+        let jobs = self.store.jobs_overdue(i64::MAX, 10_000).await?;
+        let n = jobs.len();
+        for job in jobs {
+            self.close_job(job, "FAILED", "the server restarted while the job ran", None, true).await?;
+        }
+        Ok(n)
+    }
 
     /// One scheduler pass: time out overdue jobs, queue due scheduled
     /// rotations, and dispatch queued jobs whose time has come (returned for
@@ -903,6 +947,9 @@ impl RotationService {
         let chain = self.secrets.decrypt_chain(&secret).await?;
         if let Some((_, active)) = &chain.active {
             only_targets_differ(active, &value, &secret.rotation_targets)?;
+            if active.json().expose_secret() == value.json().expose_secret() {
+                return Err(CoreError::invalid("pending must change at least one rotation target; it equals active"));
+            }
         }
         value.check_targets(&secret.rotation_targets)?;
         self.store_pending(caller, job, secret, value, None).await.map(|_| ())
@@ -966,6 +1013,9 @@ impl RotationService {
         let Some(pending) = secret.pending_version else {
             return Err(CoreError::status("there is no pending value to complete the rotation with"));
         };
+        if Some(pending) == secret.active_version {
+            return Err(CoreError::status("pending is the active version; nothing to complete"));
+        }
         let now = self.clock.now_ms();
         let (expected_s, expected_j) = (secret.revision, job.revision);
         secret.previous_version = secret.active_version;
@@ -1079,7 +1129,15 @@ impl RotationService {
         if let Some(secret) = self.store.get_secret(&job.secret_id).await? {
             let chain = self.secrets.decrypt_chain(&secret).await?;
             for (_, v) in [chain.active, chain.pending, chain.previous].into_iter().flatten() {
-                out.extend(v.values());
+                // Rotation targets always; other values from 3 characters on
+                // (masking "u" everywhere would mangle the log and hint at it).
+                for k in v.keys() {
+                    if let Some(x) = v.get(k)
+                        && (secret.rotation_targets.contains(k) || x.expose_secret().chars().count() >= 3)
+                    {
+                        out.push(x);
+                    }
+                }
             }
             let dek = self.keyring.open_data_key(&secret.id, &secret.wrapped_dek)?;
             for v in self.store.job_values(&job.id).await? {
@@ -1120,6 +1178,15 @@ pub fn with_targets(base: &SecretValue, fills: &[(String, SecretString)]) -> Res
     }
     let text = serde_json::to_string(&map).map_err(|e| CoreError::internal("value", e))?;
     SecretValue::parse(&SecretString::from(text))
+}
+
+fn only_keys(c: &Map<String, Value>, allowed: &[&str]) -> Result<(), CoreError> {
+    match c.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => {
+            Err(CoreError::invalid(format!("config has an unknown field {k:?} (allowed: {})", allowed.join(", "))))
+        }
+        None => Ok(()),
+    }
 }
 
 fn only_targets_differ(active: &SecretValue, pending: &SecretValue, targets: &[String]) -> Result<(), CoreError> {

@@ -498,3 +498,86 @@ async fn the_example_function_rotates_without_a_password_in_the_statement_log() 
         assert!(!log.contains(pw.as_str()), "a new password reached the PostgreSQL log");
     }
 }
+
+#[tokio::test]
+async fn functions_get_a_clean_environment_and_die_with_their_whole_process_group() {
+    let rig = rig(1).await;
+    let dir = rig.app.dir.path().join("fn-env");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Records its environment, starts a grandchild, and waits.
+    let script = format!("env > {d}/env.txt; sleep 300 & echo $! > {d}/grandchild.pid; wait", d = dir.display());
+    let trigger = rig.trigger("envfn", json!(["sh", "-c", script]), json!({"apiToken": "Param-Secret-Value-9"})).await;
+    let id = rig
+        .admin()
+        .create_secret("envsecret", &json!({"user": "u", "password": "Pw-Env-1"}), &["password"])
+        .await
+        .unwrap();
+    rig.link(&id, &trigger).await;
+    rig.rotate(&id).await;
+    let pidfile = dir.join("grandchild.pid");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let env = std::fs::read_to_string(dir.join("env.txt")).unwrap();
+    assert!(
+        env.contains("apiToken=Param-Secret-Value-9") && env.contains("secretId="),
+        "arguments are in the environment"
+    );
+    assert!(!env.contains("CARGO"), "the server's own environment does not reach the function:\n{env}");
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    let r = rig.admin().post(&format!("/api/v1/secrets/{id}/cancel-rotation"), &json!({})).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "the grandchild survived the cancel");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The parameter value is masked in the job log like a secret value.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = rig.logs(&id).await;
+        if step_names(&logs["jobList"][0]).iter().any(|s| s == "function") {
+            assert!(!logs.to_string().contains("Param-Secret-Value-9"));
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn trigger_configs_are_checked_and_failing_urls_fail_at_once() {
+    let rig = rig(1).await;
+    for (kind, config, params, msg) in [
+        ("exec", json!({"command": [""]}), json!({}), "must not be empty"),
+        ("exec", json!({"command": ["true"], "cwd": "/"}), json!({}), "unknown field \"cwd\""),
+        ("exec", json!({"command": ["true"]}), json!({"jobToken": "x"}), "jobToken"),
+        ("http", json!({"url": "http://user:pw@127.0.0.1:9/"}), json!({}), "credentials"),
+        ("http", json!({"url": "ftp://x"}), json!({}), "http"),
+    ] {
+        let body = json!({"name": "t", "type": kind, "config": config, "defaultParams": params});
+        let r = rig.admin().post("/api/v1/triggers", &body).await.unwrap();
+        assert_eq!(r.status, 400, "{body}: {:?}", r.body);
+        assert!(r.body["error"]["message"].as_str().unwrap().contains(msg), "{body}: {:?}", r.body);
+    }
+    // An http function whose URL cannot be reached fails the job now, not at its deadline.
+    let port = rotary_testkit::free_port();
+    let body = json!({"name": "down", "type": "http", "config": {"url": format!("http://127.0.0.1:{port}/rotate"), "timeoutSeconds": 600}});
+    let t = rig.admin().post("/api/v1/triggers", &body).await.unwrap().into_data().unwrap();
+    let id = rig.admin().create_secret("httpsecret", &json!({"password": "Pw-Http-1"}), &["password"]).await.unwrap();
+    rig.link(&id, t["triggerId"].as_str().unwrap()).await;
+    let job = rig.rotate(&id).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = rig.logs(&id).await;
+        let j = logs["jobList"].as_array().unwrap().iter().find(|j| j["jobId"] == job["jobId"]).unwrap().clone();
+        if j["status"] == "FAILED" {
+            assert!(j["error"].as_str().unwrap().contains("could not be reached"), "{j:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not fail: {j:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
