@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use rotary_core::domain::SecretValue;
 use rotary_core::password::PasswordPolicy;
-use rotary_core::service::rotation::system_caller;
+use rotary_core::service::rotation::{
+    DATABASE_KEYS, HOST_KEYS, PASSWORD_KEYS, PORT_KEYS, USER_KEYS, lookup_key, system_caller,
+};
 use rotary_core::service::{Dispatch, RotationService};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -67,18 +69,6 @@ pub trait Driver: Sync {
     ) -> impl Future<Output = Result<(), SetError>> + Send;
 }
 
-fn field<'a>(
-    map: &'a serde_json::Map<String, Value>,
-    key_map: &Value,
-    name: &str,
-    defaults: &[&str],
-) -> Option<(String, &'a str)> {
-    if let Some(k) = key_map.get(name).and_then(Value::as_str) {
-        return map.get(k).and_then(Value::as_str).map(|v| (k.to_owned(), v));
-    }
-    defaults.iter().find_map(|k| map.get(*k).and_then(Value::as_str).map(|v| ((*k).to_owned(), v)))
-}
-
 pub(crate) fn target<D: Driver>(
     value: &SecretValue,
     key_map: &Value,
@@ -87,18 +77,17 @@ pub(crate) fn target<D: Driver>(
     let map: serde_json::Map<String, Value> = serde_json::from_str(value.json().expose_secret())
         .map_err(|_| "the secret value is not an object".to_owned())?;
     let need = |name: &str, defaults: &[&str]| {
-        field(&map, key_map, name, defaults)
+        lookup_key(&map, key_map, name, defaults)
             .ok_or_else(|| format!("the secret has no {name} key (looked for {})", defaults.join(", ")))
     };
-    let (_, host) = need("host", &["host", "cdbHost"])?;
+    let (_, host) = need("host", HOST_KEYS)?;
     let default_port = D::DEFAULT_PORT.to_string();
-    let (_, port) =
-        field(&map, key_map, "port", &["port", "cdbPort"]).unwrap_or(("port".into(), default_port.as_str()));
-    let (_, database) = field(&map, key_map, "database", &["database", "dbname", "cdbDatabase"])
-        .unwrap_or(("database".into(), D::DEFAULT_DATABASE));
-    let (_, user_host) = field(&map, key_map, "userHost", &["userHost"]).unwrap_or(("userHost".into(), "%"));
-    let (_, user) = need("username", &["username", "user", "cdbUser"])?;
-    let (password_key, _) = need("password", &["password", "cdbPassword"])?;
+    let (_, port) = lookup_key(&map, key_map, "port", PORT_KEYS).unwrap_or(("port".into(), default_port.as_str()));
+    let (_, database) =
+        lookup_key(&map, key_map, "database", DATABASE_KEYS).unwrap_or(("database".into(), D::DEFAULT_DATABASE));
+    let (_, user_host) = lookup_key(&map, key_map, "userHost", &["userHost"]).unwrap_or(("userHost".into(), "%"));
+    let (_, user) = need("username", USER_KEYS)?;
+    let (password_key, _) = need("password", PASSWORD_KEYS)?;
     if !rotation_targets.contains(&password_key) {
         return Err(format!("the password key {password_key:?} is not a rotation target of the secret"));
     }

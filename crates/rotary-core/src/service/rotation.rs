@@ -292,6 +292,61 @@ impl RotationService {
 
     // ------------------------------------------------------- rotation settings
 
+    /// Checks that `value` may be managed by the trigger: for built-in
+    /// rotators, the account must be found in the value, must not be the
+    /// admin credential's own account (in admin mode), and must not already
+    /// be managed by another secret (two secrets rotating one account would
+    /// lock each other out).
+    pub async fn check_builtin_link(
+        &self,
+        trigger_id: &str,
+        value: &SecretValue,
+        secret_id: Option<&str>,
+    ) -> Result<(), CoreError> {
+        let trigger = self.trigger(trigger_id).await?;
+        if trigger.kind != "postgres" && trigger.kind != "mysql" {
+            return Ok(());
+        }
+        let config: Value = serde_json::from_str(&trigger.config).unwrap_or(Value::Null);
+        let Some(account) = db_account(&trigger.kind, &config, value, "keyMap") else {
+            return Err(CoreError::invalid(format!(
+                "the secret has no host or username key for a {} rotator (or set keyMap in the trigger)",
+                trigger.kind
+            )));
+        };
+        if config.get("mode").and_then(Value::as_str) == Some("admin") {
+            let admin_id = config.get("adminSecretId").and_then(Value::as_str).unwrap_or_default();
+            if Some(admin_id) == secret_id {
+                return Err(CoreError::invalid("a secret cannot be its own admin credential; use mode self for it"));
+            }
+            let admin = self.admin_credentials(admin_id).await?;
+            if db_account(&trigger.kind, &config, &admin, "adminKeyMap").as_deref() == Some(account.as_str()) {
+                return Err(CoreError::invalid(
+                    "the managed account is the admin credential's own account; use mode self for it",
+                ));
+            }
+        }
+        for t in self.store.list_triggers().await? {
+            if t.kind != trigger.kind {
+                continue;
+            }
+            let tconfig: Value = serde_json::from_str(&t.config).unwrap_or(Value::Null);
+            for other in self.store.trigger_secrets(&t.id).await? {
+                if Some(other.as_str()) == secret_id {
+                    continue;
+                }
+                let Some(row) = self.store.get_secret(&other).await? else { continue };
+                let Some((_, v)) = self.secrets.decrypt_chain(&row).await?.active else { continue };
+                if db_account(&t.kind, &tconfig, &v, "keyMap").as_deref() == Some(account.as_str()) {
+                    return Err(CoreError::status(format!(
+                        "secret {other:?} already rotates this database account; two secrets rotating one account would lock each other out"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn update_secret<F>(&self, caller: &Caller, id: &str, mut f: F) -> Result<SecretRow, CoreError>
     where
         F: FnMut(&mut SecretRow, i64) -> Result<(), CoreError> + Send,
@@ -329,7 +384,10 @@ impl RotationService {
         trigger_id: &str,
     ) -> Result<SecretRow, CoreError> {
         let period = check_period(period)?;
-        self.trigger(trigger_id).await?;
+        let row = self.secrets.load(caller, id, Permission::Manage).await?;
+        if let Some((_, active)) = self.secrets.decrypt_chain(&row).await?.active {
+            self.check_builtin_link(trigger_id, &active, Some(id)).await?;
+        }
         self.update_secret(caller, id, |row, now| {
             if row.rotation_targets.is_empty() {
                 return Err(CoreError::invalid("the secret has no rotation targets; set rotationTargets first"));
@@ -379,7 +437,13 @@ impl RotationService {
         trigger_id: Option<&str>,
     ) -> Result<SecretRow, CoreError> {
         if let Some(t) = trigger_id {
-            self.trigger(t).await?;
+            let row = self.secrets.load(caller, id, Permission::Manage).await?;
+            let chain = self.secrets.decrypt_chain(&row).await?;
+            if let Some((_, active)) = chain.active {
+                self.check_builtin_link(t, &active, Some(id)).await?;
+            } else {
+                self.trigger(t).await?;
+            }
         }
         self.update_secret(caller, id, |row, _| {
             if trigger_id.is_none() && row.auto_rotation {
@@ -1178,6 +1242,43 @@ pub fn with_targets(base: &SecretValue, fills: &[(String, SecretString)]) -> Res
     }
     let text = serde_json::to_string(&map).map_err(|e| CoreError::internal("value", e))?;
     SecretValue::parse(&SecretString::from(text))
+}
+
+/// A secret key for a built-in rotator's field: the trigger's `keyMap` entry
+/// if it has one, else the first of the default names present.
+pub fn lookup_key<'a>(
+    map: &'a Map<String, Value>,
+    key_map: &Value,
+    field: &str,
+    defaults: &[&str],
+) -> Option<(String, &'a str)> {
+    if let Some(k) = key_map.get(field).and_then(Value::as_str) {
+        return map.get(k).and_then(Value::as_str).map(|v| (k.to_owned(), v));
+    }
+    defaults.iter().find_map(|k| map.get(*k).and_then(Value::as_str).map(|v| ((*k).to_owned(), v)))
+}
+
+pub const HOST_KEYS: &[&str] = &["host", "cdbHost"];
+pub const PORT_KEYS: &[&str] = &["port", "cdbPort"];
+pub const DATABASE_KEYS: &[&str] = &["database", "dbname", "cdbDatabase"];
+pub const USER_KEYS: &[&str] = &["username", "user", "cdbUser"];
+pub const PASSWORD_KEYS: &[&str] = &["password", "cdbPassword"];
+
+/// The database account a built-in trigger of `kind` manages for `value`:
+/// `kind|host|port|user|userHost`, or `None` when the value lacks the keys.
+pub fn db_account(kind: &str, config: &Value, value: &SecretValue, key_map_field: &str) -> Option<String> {
+    let map: Map<String, Value> = serde_json::from_str(value.json().expose_secret()).ok()?;
+    let key_map = config.get(key_map_field).cloned().unwrap_or(Value::Null);
+    let (_, host) = lookup_key(&map, &key_map, "host", HOST_KEYS)?;
+    let default_port = if kind == "mysql" { "3306" } else { "5432" };
+    let port = lookup_key(&map, &key_map, "port", PORT_KEYS).map(|(_, p)| p).unwrap_or(default_port);
+    let (_, user) = lookup_key(&map, &key_map, "username", USER_KEYS)?;
+    let user_host = if kind == "mysql" {
+        lookup_key(&map, &key_map, "userHost", &["userHost"]).map(|(_, h)| h).unwrap_or("%")
+    } else {
+        ""
+    };
+    Some(format!("{kind}|{}|{port}|{user}|{user_host}", host.to_ascii_lowercase()))
 }
 
 fn only_keys(c: &Map<String, Value>, allowed: &[&str]) -> Result<(), CoreError> {

@@ -92,6 +92,9 @@ pub async fn create_secret(
         None
     };
     let value = SecretValue::parse(&req.secret_value.value)?;
+    if let Some((_, trigger)) = &rotation {
+        s.rotation.check_builtin_link(trigger, &value, None).await?;
+    }
     let row = s
         .secrets
         .create(

@@ -216,12 +216,31 @@ async fn admin_mode_changes_the_password_with_another_secrets_credential() {
     assert!(pg.can_login("managed_user", &new).await);
     assert!(pg.can_login("rotator2", admin_pw).await, "the admin credential is unchanged");
 
-    // The admin managing itself in admin mode is refused.
+    // A secret that is its own admin credential, or a second secret for the
+    // same account, is refused when it is linked.
     let self_trigger = pg_trigger(&rig, "pg-admin-self", json!({"mode": "admin", "adminSecretId": admin_id})).await;
-    rig.link(&admin_id, &self_trigger).await;
-    let job = rotate_done(&rig, &admin_id).await;
-    assert_eq!(job["status"], "FAILED");
-    assert!(job["error"].as_str().unwrap().contains("use mode self"), "{job:#}");
+    let r = rig
+        .admin()
+        .put(&format!("/api/v1/secrets/{admin_id}/triggers"), &json!({"triggerId": self_trigger}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("own admin credential"), "{:?}", r.body);
+    let same_account = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                              "username": "rotator2", "password": "x"});
+    let other = rig.admin().create_secret("pg-admin-copy", &same_account, &["password"]).await.unwrap();
+    let r =
+        rig.admin().put(&format!("/api/v1/secrets/{other}/triggers"), &json!({"triggerId": trigger})).await.unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("admin credential's own account"), "{:?}", r.body);
+    let plain = pg_trigger(&rig, "pg-plain", json!({})).await;
+    let twin = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                      "username": "managed_user", "password": "x"});
+    let twin_id = rig.admin().create_secret("managed-twin", &twin, &["password"]).await.unwrap();
+    let r =
+        rig.admin().put(&format!("/api/v1/secrets/{twin_id}/triggers"), &json!({"triggerId": plain})).await.unwrap();
+    assert_eq!((r.status, r.error_code()), (409, Some("INVALID_STATUS")), "{:?}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("already rotates this database account"));
     assert!(pg.can_login("rotator2", admin_pw).await);
 }
 
