@@ -106,6 +106,36 @@ fn password_of(value: &SecretValue, key: &str) -> Option<SecretString> {
     value.get(key)
 }
 
+/// The alternating strategy's pending: the other account (`alternateUsername`)
+/// becomes the user, the current user becomes the alternate, and the password
+/// is new. Stored before anything touches the database.
+async fn alternate_pending(
+    rotation: &RotationService,
+    caller: &rotary_core::service::Caller,
+    (sid, token): (&str, &str),
+    active: &SecretValue,
+    key_map: &Value,
+    t: &Target,
+    policy: &PasswordPolicy,
+) -> Result<SecretValue, String> {
+    let map: serde_json::Map<String, Value> = serde_json::from_str(active.json().expose_secret())
+        .map_err(|_| "the secret value is not an object".to_owned())?;
+    let (user_key, _) = lookup_key(&map, key_map, "username", USER_KEYS).ok_or("the secret has no username key")?;
+    let (alt_key, alt_user) = lookup_key(&map, key_map, "alternateUsername", &["alternateUsername"])
+        .ok_or("the alternating strategy needs an alternateUsername key in the secret (the second account)")?;
+    let new = policy.generate().map_err(|e| e.to_string())?;
+    let fills = [
+        (user_key, SecretString::from(alt_user.to_owned())),
+        (alt_key, SecretString::from(t.user.clone())),
+        (t.password_key.clone(), new),
+    ];
+    let pending = rotary_core::service::rotation::with_targets(active, &fills).map_err(|e| e.to_string())?;
+    rotation.action_put_pending(caller, sid, token, pending).await.map_err(|e| e.to_string())?;
+    // Read back what was stored (a value is moved into the store above).
+    let chain = rotation.pending_of(sid).await.map_err(|e| e.to_string())?;
+    chain.ok_or_else(|| "pending was not stored".to_owned())
+}
+
 struct JobLog<'a> {
     rotation: &'a RotationService,
     job: &'a rotary_core::store::JobRow,
@@ -172,9 +202,27 @@ pub async fn run<D: Driver>(driver: &D, rotation: &RotationService, d: Dispatch,
         .get("passwordPolicy")
         .and_then(|p| serde_json::from_value(p.clone()).ok())
         .unwrap_or(PasswordPolicy { length: 32, include_space: false, ..Default::default() });
-    let pending = match rotation.action_post_pending(&caller, &sid, &token, &policy).await {
+    let alternating = config.get("strategy").and_then(Value::as_str) == Some("alternating");
+    let stored = if alternating {
+        match chain.pending {
+            Some((_, p)) => Ok(p),
+            None => alternate_pending(rotation, &caller, (&sid, &token), &active, &key_map, &t, &policy).await,
+        }
+    } else {
+        rotation.action_post_pending(&caller, &sid, &token, &policy).await.map_err(|e| e.to_string())
+    };
+    let pending = match stored {
         Ok(p) => p,
         Err(e) => return fail(format!("pending could not be stored: {e}")).await,
+    };
+    // Alternating: the account to change is the inactive one, which pending names.
+    let t = if alternating {
+        match target::<D>(&pending, &key_map, &row.rotation_targets) {
+            Ok(p) => p,
+            Err(e) => return fail(e).await,
+        }
+    } else {
+        t
     };
     let Some(new_pw) = password_of(&pending, &t.password_key) else {
         return fail("pending has no password".into()).await;

@@ -168,7 +168,13 @@ pub fn validate_trigger(kind: &str, config: &Value) -> Result<Value, CoreError> 
             }
             match s("strategy")?.unwrap_or("single") {
                 "single" => {}
-                m => return Err(CoreError::invalid(format!("config.strategy {m:?}: only single is supported so far"))),
+                "alternating" if s("mode")? == Some("admin") => {}
+                "alternating" => {
+                    return Err(CoreError::invalid(
+                        "config.strategy alternating needs mode admin (the inactive account is changed by the admin credential)",
+                    ));
+                }
+                m => return Err(CoreError::invalid(format!("config.strategy {m:?}: expected single or alternating"))),
             }
             match s("sslmode")?.unwrap_or("disable") {
                 "disable" => {}
@@ -1155,6 +1161,12 @@ impl RotationService {
             })
             .await?;
         Ok(())
+    }
+
+    /// The stored pending value of a secret (built-in rotators, after storing it).
+    pub async fn pending_of(&self, secret_id: &str) -> Result<Option<SecretValue>, CoreError> {
+        let Some(row) = self.store.get_secret(secret_id).await? else { return Ok(None) };
+        Ok(self.secrets.decrypt_chain(&row).await?.pending.map(|(_, v)| v))
     }
 
     /// The active value of another secret (a built-in rotator's admin

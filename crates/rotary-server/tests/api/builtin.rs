@@ -313,3 +313,55 @@ async fn mariadb_accounts_of_every_shape_rotate_under_both_sql_modes_without_a_p
         assert!(!log.contains(p.as_str()), "a password reached the MariaDB query log");
     }
 }
+
+/// Alternating users: each rotation changes the inactive account and then
+/// makes it active, so the credential applications hold (now previous) keeps
+/// working until the rotation after next.
+#[tokio::test]
+async fn the_alternating_strategy_never_invalidates_the_credential_in_use() {
+    let rig = rig(1).await;
+    let pg = PgServer::start(&[]);
+    pg.create_role("alt_admin", "Alt-Admin-Pw-1").await;
+    pg.exec("ALTER ROLE alt_admin CREATEROLE").await;
+    let admin = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                       "username": "alt_admin", "password": "Alt-Admin-Pw-1"});
+    let admin_id = rig.admin().create_secret("alt-admin", &admin, &["password"]).await.unwrap();
+    let trigger =
+        pg_trigger(&rig, "alt", json!({"mode": "admin", "adminSecretId": admin_id, "strategy": "alternating"})).await;
+    pg.create_role("app_a", "A-Start-Pw").await;
+    pg.create_role("app_b", "B-Start-Pw").await;
+    let value = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                       "username": "app_a", "password": "A-Start-Pw", "alternateUsername": "app_b"});
+    let id =
+        rig.admin().create_secret("alt-app", &value, &["password", "username", "alternateUsername"]).await.unwrap();
+    rig.link(&id, &trigger).await;
+
+    let mut held = ("app_a".to_owned(), "A-Start-Pw".to_owned());
+    for round in 0..4 {
+        let job = rotate_done(&rig, &id).await;
+        assert_eq!(job["status"], "SUCCEEDED", "round {round}: {job:#}");
+        let c = rig.chain(&id).await;
+        let active = (
+            c["active"]["username"].as_str().unwrap().to_owned(),
+            c["active"]["password"].as_str().unwrap().to_owned(),
+        );
+        assert_ne!(active.0, held.0, "round {round}: the other account became active");
+        assert_eq!(c["active"]["alternateUsername"], held.0.as_str());
+        assert!(pg.can_login(&active.0, &active.1).await, "round {round}: the new active logs in");
+        assert!(pg.can_login(&held.0, &held.1).await, "round {round}: the credential in use still works");
+        assert_eq!(
+            (c["previous"]["username"].as_str().unwrap(), c["previous"]["password"].as_str().unwrap()),
+            (held.0.as_str(), held.1.as_str())
+        );
+        held = active;
+    }
+    let r = rig
+        .admin()
+        .post(
+            "/api/v1/triggers",
+            &json!({"name": "alt-self", "type": "postgres", "config": {"strategy": "alternating"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "alternating needs admin mode");
+}
