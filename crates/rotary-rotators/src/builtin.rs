@@ -30,6 +30,9 @@ pub struct Target {
     /// MySQL's account host part (`'user'@'host'`), from `userHost` (default `%`).
     pub user_host: String,
     pub password_key: String,
+    /// TLS: `disable`, `prefer`, `require` or `verify-full` (with `ca_file`).
+    pub sslmode: String,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug)]
@@ -99,6 +102,8 @@ pub(crate) fn target<D: Driver>(
         user: user.into(),
         user_host: user_host.into(),
         password_key,
+        sslmode: String::new(),
+        ca_file: None,
     })
 }
 
@@ -189,8 +194,13 @@ pub async fn run<D: Driver>(driver: &D, rotation: &RotationService, d: Dispatch,
     };
     let Some((_, active)) = chain.active else { return fail("the secret has no active value".into()).await };
     let key_map = config.get("keyMap").cloned().unwrap_or(Value::Null);
+    let tls = |mut t: Target| {
+        t.sslmode = config.get("sslmode").and_then(Value::as_str).unwrap_or("disable").to_owned();
+        t.ca_file = config.get("caFile").and_then(Value::as_str).map(str::to_owned);
+        t
+    };
     let t = match target::<D>(&active, &key_map, &row.rotation_targets) {
-        Ok(t) => t,
+        Ok(t) => tls(t),
         Err(e) => return fail(e).await,
     };
     step("connect-info", t0, true, format!("role {:?} on {}:{} database {:?}", t.user, t.host, t.port, t.database))
@@ -218,7 +228,7 @@ pub async fn run<D: Driver>(driver: &D, rotation: &RotationService, d: Dispatch,
     // Alternating: the account to change is the inactive one, which pending names.
     let t = if alternating {
         match target::<D>(&pending, &key_map, &row.rotation_targets) {
-            Ok(p) => p,
+            Ok(p) => tls(p),
             Err(e) => return fail(e).await,
         }
     } else {
@@ -305,7 +315,14 @@ async fn apply<D: Driver>(
         let Some(pw) = password_of(&admin, &at.password_key) else {
             return Apply::Failed("admin secret has no password".into());
         };
-        let at = Target { host: t.host.clone(), port: t.port, database: t.database.clone(), ..at };
+        let at = Target {
+            host: t.host.clone(),
+            port: t.port,
+            database: t.database.clone(),
+            sslmode: t.sslmode.clone(),
+            ca_file: t.ca_file.clone(),
+            ..at
+        };
         match driver.login(&at, &at.user, &pw).await {
             Ok(c) => (c, "the admin credential"),
             Err(e) => return Apply::Failed(format!("the admin credential does not log in: {e:?}")),

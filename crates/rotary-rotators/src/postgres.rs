@@ -12,7 +12,100 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 
+use tokio_postgres::config::SslMode;
+
 use crate::builtin::{ConnectError, Driver, SetError, Target};
+
+/// A rustls connector for `prefer`/`require` (encrypted, server not
+/// verified, as libpq does without a root certificate) or `verify-full`
+/// (chain checked against `ca_file`, host name checked).
+fn tls_connector(mode: &str, ca_file: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::ClientConfig;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let config = match mode {
+        "verify-full" => {
+            let path = ca_file.ok_or("sslmode verify-full needs caFile")?;
+            let mut roots = rustls::RootCertStore::empty();
+            let pem = std::fs::read(path).map_err(|e| format!("caFile {path:?} cannot be read: {}", e.kind()))?;
+            use rustls_pki_types::pem::PemObject;
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|_| format!("caFile {path:?} is not PEM certificates"))?;
+                roots.add(cert).map_err(|e| format!("caFile {path:?}: {e}"))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        _ => builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(NoVerify(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+fn is_tls_error(e: &tokio_postgres::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if s.is::<rustls::Error>() || s.to_string().contains("TLS") {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// The TLS problem in words (rustls's text: certificates and protocol, never credentials).
+fn tls_reason(e: &tokio_postgres::Error) -> String {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(r) = s.downcast_ref::<rustls::Error>() {
+            return r.to_string();
+        }
+        src = s.source();
+    }
+    "the server does not support TLS or the handshake failed".to_owned()
+}
+
+/// `prefer`/`require`: encryption without server authentication (libpq's meaning).
+#[derive(Debug)]
+struct NoVerify(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
 
 /// PostgreSQL's default SCRAM iteration count.
 const SCRAM_ITERATIONS: u32 = 4096;
@@ -63,12 +156,28 @@ impl Driver for Postgres {
             .password(password.expose_secret())
             .connect_timeout(CONNECT_TIMEOUT)
             .application_name("rotary");
-        match cfg.connect(tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
+        let connected = match t.sslmode.as_str() {
+            "" | "disable" => cfg.connect(tokio_postgres::NoTls).await.map(|(c, conn)| {
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                Ok(client)
+                c
+            }),
+            mode => {
+                let tls = tls_connector(mode, t.ca_file.as_deref()).map_err(ConnectError::Unreachable)?;
+                cfg.ssl_mode(if mode == "prefer" { SslMode::Prefer } else { SslMode::Require });
+                cfg.connect(tls).await.map(|(c, conn)| {
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    c
+                })
+            }
+        };
+        match connected {
+            Ok(client) => Ok(client),
+            Err(e) if e.code().is_none() && is_tls_error(&e) => {
+                Err(ConnectError::Unreachable(format!("TLS failure: {}", tls_reason(&e))))
             }
             Err(e) => match e.code() {
                 Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {

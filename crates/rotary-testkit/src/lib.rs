@@ -68,6 +68,7 @@ pub struct PgServer {
     args: Vec<String>,
     user: Option<(u32, u32)>,
     dir: tempfile::TempDir,
+    certs: Option<tempfile::TempDir>,
 }
 
 impl PgServer {
@@ -117,10 +118,49 @@ impl PgServer {
             args.push("-c".into());
             args.push(format!("{k}={v}"));
         }
-        let mut server =
-            PgServer { port, superuser: "postgres".into(), superuser_password: password, child: None, args, user, dir };
+        let mut server = PgServer {
+            port,
+            superuser: "postgres".into(),
+            superuser_password: password,
+            child: None,
+            args,
+            user,
+            dir,
+            certs: None,
+        };
         server.resume();
         server
+    }
+
+    /// Starts a server with TLS on (a throwaway CA and a server certificate
+    /// for `localhost` and `127.0.0.1`); `ca_file()` is the CA to trust.
+    pub fn start_tls(settings: &[(&str, &str)]) -> PgServer {
+        let certs = tempfile::Builder::new().prefix("rotary-pg-certs-").tempdir().unwrap();
+        let (ca, cert, key) = make_certs(certs.path(), "rotary-test-ca");
+        let user = run_as();
+        for f in [&cert, &key] {
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).unwrap();
+            }
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(certs.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let cert_s = format!("{}", cert.display());
+        let key_s = format!("{}", key.display());
+        let mut all: Vec<(&str, &str)> = vec![("ssl", "on"), ("ssl_cert_file", &cert_s), ("ssl_key_file", &key_s)];
+        all.extend_from_slice(settings);
+        let mut s = PgServer::start(&all);
+        let kept = s.dir.path().join("ca.crt");
+        std::fs::copy(&ca, &kept).unwrap();
+        s.certs = Some(certs);
+        s
+    }
+
+    /// The CA certificate of a TLS server (see `start_tls`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// Starts the (stopped) server again on the same port and data.
@@ -217,6 +257,55 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// A CA and a server certificate for `localhost`/`127.0.0.1` (EC P-256), made
+/// with the openssl command; returns (ca.crt, server.crt, server.key).
+pub fn make_certs(dir: &Path, ca_name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |f: &str| dir.join(f);
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let subj = format!("/CN={ca_name}");
+    let mut ca_args = vec!["req", "-x509"];
+    ca_args.extend_from_slice(&ec);
+    ca_args.extend_from_slice(&["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", &subj]);
+    ca_args.extend_from_slice(&[
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&ca_args);
+    let mut csr_args = vec!["req"];
+    csr_args.extend_from_slice(&ec);
+    csr_args.extend_from_slice(&["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    run(&csr_args);
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (p("ca.crt"), p("server.crt"), p("server.key"))
 }
 
 /// A throwaway MariaDB server (Debian's `mariadb-server` binaries): own data

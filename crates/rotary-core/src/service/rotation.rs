@@ -176,9 +176,25 @@ pub fn validate_trigger(kind: &str, config: &Value) -> Result<Value, CoreError> 
                 }
                 m => return Err(CoreError::invalid(format!("config.strategy {m:?}: expected single or alternating"))),
             }
-            match s("sslmode")?.unwrap_or("disable") {
-                "disable" => {}
-                m => return Err(CoreError::invalid(format!("config.sslmode {m:?}: only disable is supported so far"))),
+            match (kind, s("sslmode")?.unwrap_or("disable")) {
+                (_, "disable") | ("postgres", "prefer" | "require") => {}
+                ("postgres", "verify-full") => {
+                    if s("caFile")?.is_none() {
+                        return Err(CoreError::invalid(
+                            "config.sslmode verify-full needs caFile (a PEM file on the server)",
+                        ));
+                    }
+                }
+                ("mysql", m) => {
+                    return Err(CoreError::invalid(format!(
+                        "config.sslmode {m:?}: TLS is not supported for mysql yet"
+                    )));
+                }
+                (_, m) => {
+                    return Err(CoreError::invalid(format!(
+                        "config.sslmode {m:?}: expected disable, prefer, require or verify-full"
+                    )));
+                }
             }
             if let Some(k) = c.get("keyMap") {
                 let ok = k.as_object().is_some_and(|m| m.values().all(Value::is_string));

@@ -365,3 +365,57 @@ async fn the_alternating_strategy_never_invalidates_the_credential_in_use() {
         .unwrap();
     assert_eq!(r.status, 400, "alternating needs admin mode");
 }
+
+#[tokio::test]
+async fn tls_modes_encrypt_verify_the_server_and_report_tls_failures_as_such() {
+    let rig = rig(1).await;
+    let pg = PgServer::start_tls(&[("log_connections", "on")]);
+    let ca = pg.ca_file();
+    for (i, (mode, ca_file)) in
+        [("require", None), ("prefer", None), ("verify-full", Some(ca.clone()))].into_iter().enumerate()
+    {
+        let mut config = json!({"sslmode": mode});
+        if let Some(ca) = ca_file {
+            config["caFile"] = json!(ca.to_str().unwrap());
+        }
+        let trigger = pg_trigger(&rig, &format!("tls-{i}"), config).await;
+        let user = format!("tls_user_{i}");
+        let id = pg_secret(&rig, &pg, &format!("tls/{i}"), &user, &format!("Tls-Start-{i}"), &trigger).await;
+        let job = rotate_done(&rig, &id).await;
+        assert_eq!(job["status"], "SUCCEEDED", "{mode}: {job:#}");
+        assert!(pg.can_login(&user, &password(&rig, &id, "active").await).await);
+        let authorized: Vec<String> = pg
+            .log()
+            .lines()
+            .filter(|l| l.contains("connection authorized") && l.contains(&format!("user={user}")))
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            authorized.iter().any(|l| l.contains("SSL enabled")),
+            "{mode}: the rotator's connections use TLS: {authorized:?}"
+        );
+    }
+
+    // A server certificate that the configured CA did not sign: a TLS
+    // failure, reported as such (not as a wrong password), and nothing changed.
+    let other = tempfile::tempdir().unwrap();
+    let (wrong_ca, _, _) = rotary_testkit::make_certs(other.path(), "some-other-ca");
+    let trigger =
+        pg_trigger(&rig, "tls-wrong", json!({"sslmode": "verify-full", "caFile": wrong_ca.to_str().unwrap()})).await;
+    let id = pg_secret(&rig, &pg, "tls/wrong", "tls_wrong", "Tls-Wrong-Start", &trigger).await;
+    let job = rotate_done(&rig, &id).await;
+    assert_eq!(job["status"], "FAILED");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("TLS failure") && !error.contains("logs in"), "{job:#}");
+    assert!(pg.can_login("tls_wrong", "Tls-Wrong-Start").await, "nothing changed");
+
+    let r = rig
+        .admin()
+        .post(
+            "/api/v1/triggers",
+            &json!({"name": "tls-noca", "type": "postgres", "config": {"sslmode": "verify-full"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+}
