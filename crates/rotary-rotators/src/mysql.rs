@@ -81,8 +81,9 @@ impl Driver for MySql {
             )
         };
         let server = |e: mysql_async::Error| match e {
-            // Policy refusals (ER_NOT_VALID_PASSWORD 1819 and friends): not applied.
-            mysql_async::Error::Server(s) if [1819, 1872, 1396].contains(&s.code) => {
+            // Policy refusals (ER_NOT_VALID_PASSWORD 1819 and friends, and 1290:
+            // strict password validation refuses hashed passwords): not applied.
+            mysql_async::Error::Server(s) if [1819, 1872, 1396, 1290].contains(&s.code) => {
                 SetError::Rejected(format!("error {}", s.code))
             }
             mysql_async::Error::Server(s) => {

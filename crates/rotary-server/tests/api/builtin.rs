@@ -419,3 +419,45 @@ async fn tls_modes_encrypt_verify_the_server_and_report_tls_failures_as_such() {
         .unwrap();
     assert_eq!(r.status, 400);
 }
+
+/// A definite refusal of the new value by the database (here MariaDB's
+/// password-validation plugin, which refuses hashed passwords) discards
+/// pending, so the next attempt generates a new value; nothing was applied.
+#[tokio::test]
+async fn a_value_the_database_refuses_is_discarded_not_retried() {
+    let rig = rig(2).await;
+    let db = rotary_testkit::MariaServer::start();
+    let body = json!({"name": "maria", "type": "mysql", "config": {}});
+    let trigger = rig.admin().post("/api/v1/triggers", &body).await.unwrap().into_data().unwrap();
+    let id = maria_secret(
+        &rig,
+        &db,
+        "refused",
+        "refused_user",
+        "Refused-Start-Pw-1",
+        trigger["triggerId"].as_str().unwrap(),
+    )
+    .await;
+    db.exec("INSTALL SONAME 'simple_password_check'");
+    let first = rotate_done(&rig, &id).await;
+    assert_eq!(first["status"], "FAILED");
+    assert!(first["error"].as_str().unwrap().contains("refused the new password"), "{first:#}");
+    let steps = first["steps"].to_string();
+    assert!(steps.contains("pending discarded"), "{steps}");
+    // The retry made a new value (it was refused too).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let retry = loop {
+        let logs = rig.logs(&id).await;
+        if let Some(j) = logs["jobList"].as_array().unwrap().iter().find(|j| j["kind"] == "RETRY")
+            && ["FAILED", "SUCCEEDED"].contains(&j["status"].as_str().unwrap())
+        {
+            break j.clone();
+        }
+        assert!(Instant::now() < deadline, "{logs:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(retry["status"], "FAILED");
+    assert!(rig.chain(&id).await.get("pending").is_none(), "no refused value is kept as pending");
+    assert!(db.can_login("refused_user", "Refused-Start-Pw-1").await, "nothing was applied");
+    assert_eq!(password(&rig, &id, "active").await, "Refused-Start-Pw-1");
+}
