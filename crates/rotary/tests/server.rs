@@ -204,3 +204,53 @@ async fn bad_admin_settings_create_nothing_and_numeric_secrets_work() {
     let err = spawn(&tmp.path().join("e"), &[("ROTARY_LOG", "inf")], &[]).err().unwrap();
     assert!(err.contains("not a level"), "{err}");
 }
+
+#[tokio::test]
+async fn trace_logging_never_prints_a_password_during_builtin_rotations() {
+    let pg = rotary_testkit::PgServer::start(&[]);
+    pg.create_role("trace_user", "Trace-Initial-Pw-1").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let s =
+        spawn(&tmp.path().join("d"), &[("RUST_LOG", "trace"), ("ROTARY_SCHEDULER_INTERVAL_MS", "50")], &[]).unwrap();
+    let admin = s.admin();
+    let t = admin
+        .post("/api/v1/triggers", &json!({"name": "pg", "type": "postgres", "config": {}}))
+        .await
+        .unwrap()
+        .into_data()
+        .unwrap();
+    let value = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                       "username": "trace_user", "password": "Trace-Initial-Pw-1"});
+    let id = admin.create_secret("trace", &value, &["password"]).await.unwrap();
+    admin
+        .put(&format!("/api/v1/secrets/{id}/triggers"), &json!({"triggerId": t["triggerId"]}))
+        .await
+        .unwrap()
+        .into_data()
+        .unwrap();
+    let mut passwords = vec!["Trace-Initial-Pw-1".to_owned()];
+    for _ in 0..2 {
+        let job = admin.post(&format!("/api/v1/secrets/{id}/rotation"), &json!({})).await.unwrap().into_data().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let logs = admin.get(&format!("/api/v1/secrets/{id}/logs")).await.unwrap().into_data().unwrap();
+            let j = logs["jobList"].as_array().unwrap().iter().find(|j| j["jobId"] == job["jobId"]).unwrap().clone();
+            if j["status"] == "SUCCEEDED" {
+                break;
+            }
+            assert!(!["FAILED", "TIMED_OUT"].contains(&j["status"].as_str().unwrap()), "{j:#}");
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let v = admin.values(&id).await.unwrap();
+        let active: serde_json::Value =
+            serde_json::from_str(v["decryptedSecretChain"]["active"].as_str().unwrap()).unwrap();
+        passwords.push(active["password"].as_str().unwrap().to_owned());
+    }
+    assert!(pg.can_login("trace_user", passwords.last().unwrap()).await);
+    let stderr = s.stop();
+    assert!(stderr.contains("ALTER ROLE") || stderr.contains("TRACE"), "verbose logging is on");
+    for p in &passwords {
+        assert!(!stderr.contains(p.as_str()), "a password reached the server's trace output");
+    }
+}
