@@ -238,6 +238,8 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn commit(&self, batch: Batch<'_>) -> Result<(), StoreError>;
     async fn insert_trigger(&self, row: &TriggerRow, audit: &AuditDraft) -> Result<(), StoreError>;
     async fn get_trigger(&self, id: &str) -> Result<Option<TriggerRow>, StoreError>;
+    /// Deletes a trigger no secret links to; `Conflict` if one does, false if unknown.
+    async fn delete_trigger(&self, id: &str, audit: &AuditDraft) -> Result<bool, StoreError>;
     async fn list_triggers(&self) -> Result<Vec<TriggerRow>, StoreError>;
     /// Ids of secrets using the trigger.
     async fn trigger_secrets(&self, trigger_id: &str) -> Result<Vec<String>, StoreError>;

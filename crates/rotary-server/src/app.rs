@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(secrets::put_memo))
         .routes(routes!(secrets::list_versions))
         .routes(routes!(rotation::list_triggers, rotation::create_trigger))
+        .routes(routes!(rotation::remove_trigger))
         .routes(routes!(rotation::enable_auto_rotation))
         .routes(routes!(rotation::disable_auto_rotation))
         .routes(routes!(rotation::put_rotation_period))

@@ -602,6 +602,25 @@ impl SecretStore for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn delete_trigger(&self, id: &str, audit: &AuditDraft) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let linked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE trigger_id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if linked > 0 {
+            return Err(StoreError::Conflict(format!("{linked} secret(s) still use this trigger")));
+        }
+        let r = sqlx::query("DELETE FROM triggers WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(backend)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.append_in(&mut tx, audit).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
     async fn get_trigger(&self, id: &str) -> Result<Option<TriggerRow>, StoreError> {
         let r = sqlx::query("SELECT * FROM triggers WHERE id = ?")
             .bind(id)

@@ -287,6 +287,21 @@ impl RotationService {
         Ok(row)
     }
 
+    /// Deletes a trigger that no secret uses (unlink it from them first).
+    pub async fn delete_trigger(&self, caller: &Caller, id: &str) -> Result<(), CoreError> {
+        caller.policy.check(Permission::Administer, None)?;
+        let audit = caller.ctx.draft("SUCCESS", self.clock.now_ms());
+        match self.store.delete_trigger(id, &audit).await {
+            Ok(true) => {
+                caller.ctx.mark_audited();
+                Ok(())
+            }
+            Ok(false) => Err(CoreError::not_found(format!("no trigger with id {id:?}"))),
+            Err(StoreError::Conflict(why)) => Err(CoreError::status(format!("{why}; unlink them first"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Triggers with the ids of the secrets linked to each, and the names
     /// (not values) of their default parameters.
     pub async fn list_triggers(

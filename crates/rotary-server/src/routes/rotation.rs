@@ -81,6 +81,19 @@ pub async fn list_triggers(
     }))
 }
 
+#[utoipa::path(delete, path = "/api/v1/triggers/{triggerId}", tag = "rotation",
+    params(("triggerId" = String, Path)),
+    responses((status = 200, description = "deleted"), (status = "4XX", body = ErrorBody)))]
+pub async fn remove_trigger(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Ok<Option<()>>> {
+    caller.ctx.set_action("DeleteTrigger");
+    s.rotation.delete_trigger(&caller, &id).await?;
+    Ok(ok(None))
+}
+
 #[utoipa::path(post, path = "/api/v1/secrets/{secretId}/enable-auto-rotation", tag = "rotation",
     params(("secretId" = String, Path)), request_body = EnableAutoRotationRequest,
     responses((status = 200, body = Success<SecretDetail>), (status = "4XX", body = ErrorBody)))]

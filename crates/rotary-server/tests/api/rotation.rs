@@ -562,6 +562,16 @@ async fn trigger_configs_are_checked_and_failing_urls_fail_at_once() {
         assert_eq!(r.status, 400, "{body}: {:?}", r.body);
         assert!(r.body["error"]["message"].as_str().unwrap().contains(msg), "{body}: {:?}", r.body);
     }
+    // Triggers in use cannot be deleted; unused ones can.
+    let t = rig.trigger("deletable", json!(["true"]), json!({})).await;
+    let id = rig.admin().create_secret("uses-trigger", &json!({"password": "Pw-Del-1"}), &["password"]).await.unwrap();
+    rig.link(&id, &t).await;
+    let r = rig.admin().delete(&format!("/api/v1/triggers/{t}")).await.unwrap();
+    assert_eq!((r.status, r.error_code()), (409, Some("INVALID_STATUS")), "{:?}", r.body);
+    rig.admin().delete(&format!("/api/v1/secrets/{id}/triggers")).await.unwrap().into_data().unwrap();
+    assert_eq!(rig.admin().delete(&format!("/api/v1/triggers/{t}")).await.unwrap().status, 200);
+    assert_eq!(rig.admin().delete(&format!("/api/v1/triggers/{t}")).await.unwrap().status, 404);
+
     // An http function whose URL cannot be reached fails the job now, not at its deadline.
     let port = rotary_testkit::free_port();
     let body = json!({"name": "down", "type": "http", "config": {"url": format!("http://127.0.0.1:{port}/rotate"), "timeoutSeconds": 600}});
