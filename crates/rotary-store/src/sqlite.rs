@@ -125,38 +125,11 @@ impl SqliteStore {
         row: &SecretRow,
         expected_revision: i64,
     ) -> Result<(), StoreError> {
-        let r = sqlx::query(
-            "UPDATE secrets SET name=?, memo=?, status=?, status_before_revoke=?, rotation_targets=?, wrapped_dek=?,
-               active_version=?, pending_version=?, previous_version=?, next_version=?, revision=?, auto_rotation=?,
-               rotation_period_days=?, trigger_id=?, next_rotation_at=?, last_rotation_at=?, rotation_phase=?,
-               schedule_base_at=?, expected_destroy_at=?, updated_at=?
-             WHERE id=? AND revision=?",
-        )
-        .bind(&row.name)
-        .bind(&row.memo)
-        .bind(&row.status)
-        .bind(&row.status_before_revoke)
-        .bind(serde_json::to_string(&row.rotation_targets).map_err(|e| StoreError::Backend(Box::new(e)))?)
-        .bind(&row.wrapped_dek)
-        .bind(row.active_version)
-        .bind(row.pending_version)
-        .bind(row.previous_version)
-        .bind(row.next_version)
-        .bind(row.revision)
-        .bind(i64::from(row.auto_rotation))
-        .bind(row.rotation_period_days)
-        .bind(&row.trigger_id)
-        .bind(row.next_rotation_at)
-        .bind(row.last_rotation_at)
-        .bind(&row.rotation_phase)
-        .bind(row.schedule_base_at)
-        .bind(row.expected_destroy_at)
-        .bind(row.updated_at)
-        .bind(&row.id)
-        .bind(expected_revision)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+        let sets: Vec<String> =
+            SECRET_COLS.split(',').map(str::trim).enumerate().skip(1).map(|(n, c)| format!("{c}=?{}", n + 1)).collect();
+        let sql = format!("UPDATE secrets SET {} WHERE id=?1 AND revision=?23", sets.join(", "));
+        let r =
+            bind_secret(sqlx::query(&sql), row)?.bind(expected_revision).execute(&mut **tx).await.map_err(backend)?;
         if r.rows_affected() != 1 {
             return Err(StoreError::Conflict("the secret was changed or deleted concurrently".into()));
         }
@@ -331,6 +304,36 @@ const SECRET_COLS: &str = "id, name, memo, status, status_before_revoke, rotatio
     rotation_period_days, trigger_id, next_rotation_at, last_rotation_at, rotation_phase, \
     schedule_base_at, expected_destroy_at, created_at, updated_at";
 
+/// Binds every column of `SECRET_COLS`, in its order, as ?1..?22.
+fn bind_secret<'q>(
+    q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    row: &'q SecretRow,
+) -> Result<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>, StoreError> {
+    let targets = serde_json::to_string(&row.rotation_targets).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    Ok(q.bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.memo)
+        .bind(&row.status)
+        .bind(&row.status_before_revoke)
+        .bind(targets)
+        .bind(&row.wrapped_dek)
+        .bind(row.active_version)
+        .bind(row.pending_version)
+        .bind(row.previous_version)
+        .bind(row.next_version)
+        .bind(row.revision)
+        .bind(i64::from(row.auto_rotation))
+        .bind(row.rotation_period_days)
+        .bind(&row.trigger_id)
+        .bind(row.next_rotation_at)
+        .bind(row.last_rotation_at)
+        .bind(&row.rotation_phase)
+        .bind(row.schedule_base_at)
+        .bind(row.expected_destroy_at)
+        .bind(row.created_at)
+        .bind(row.updated_at))
+}
+
 async fn insert_versions(tx: &mut Transaction<'_, Sqlite>, versions: &[VersionRow]) -> Result<(), StoreError> {
     for v in versions {
         sqlx::query("INSERT INTO secret_versions (secret_id, version, ciphertext, created_at) VALUES (?,?,?,?)")
@@ -401,34 +404,8 @@ impl SecretStore for SqliteStore {
         audit: &AuditDraft,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO secrets ({SECRET_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        ))
-        .bind(&row.id)
-        .bind(&row.name)
-        .bind(&row.memo)
-        .bind(&row.status)
-        .bind(&row.status_before_revoke)
-        .bind(serde_json::to_string(&row.rotation_targets).map_err(|e| StoreError::Backend(Box::new(e)))?)
-        .bind(&row.wrapped_dek)
-        .bind(row.active_version)
-        .bind(row.pending_version)
-        .bind(row.previous_version)
-        .bind(row.next_version)
-        .bind(row.revision)
-        .bind(i64::from(row.auto_rotation))
-        .bind(row.rotation_period_days)
-        .bind(&row.trigger_id)
-        .bind(row.next_rotation_at)
-        .bind(row.last_rotation_at)
-        .bind(&row.rotation_phase)
-        .bind(row.schedule_base_at)
-        .bind(row.expected_destroy_at)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let sql = format!("INSERT INTO secrets ({SECRET_COLS}) VALUES ({})", vec!["?"; 22].join(","));
+        bind_secret(sqlx::query(&sql), row)?.execute(&mut *tx).await.map_err(backend)?;
         insert_versions(&mut tx, versions).await?;
         self.append_in(&mut tx, audit).await?;
         tx.commit().await.map_err(backend)

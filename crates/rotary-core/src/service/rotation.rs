@@ -384,32 +384,12 @@ impl RotationService {
         Ok(())
     }
 
+    /// A compare-and-swap change of a secret's settings (no new value), audited.
     async fn update_secret<F>(&self, caller: &Caller, id: &str, mut f: F) -> Result<SecretRow, CoreError>
     where
         F: FnMut(&mut SecretRow, i64) -> Result<(), CoreError> + Send,
     {
-        for attempt in 0..CAS_RETRIES {
-            let mut row = self.secrets.load(caller, id, Permission::Manage).await?;
-            let expected = row.revision;
-            let now = self.clock.now_ms();
-            f(&mut row, now)?;
-            row.revision += 1;
-            row.updated_at = now;
-            let audit = caller.ctx.draft("SUCCESS", now);
-            match self
-                .store
-                .commit(Batch { secret: Some((&row, expected)), audit: Some(&audit), ..Default::default() })
-                .await
-            {
-                Ok(()) => {
-                    caller.ctx.mark_audited();
-                    return Ok(row);
-                }
-                Err(StoreError::Conflict(_)) => cas_pause(attempt).await,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(contention())
+        self.secrets.update(caller, id, Permission::Manage, |row, now| f(row, now).map(|()| None)).await
     }
 
     /// Turns automatic rotation on: the first rotation is planned at now + period.

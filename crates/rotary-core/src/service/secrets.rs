@@ -241,7 +241,13 @@ impl SecretService {
 
     /// Loads, lets `f` change the row (and optionally give a value for a new
     /// version), and writes with compare-and-swap, retrying on a concurrent update.
-    async fn update<F>(&self, caller: &Caller, id: &str, perm: Permission, mut f: F) -> Result<SecretRow, CoreError>
+    pub(crate) async fn update<F>(
+        &self,
+        caller: &Caller,
+        id: &str,
+        perm: Permission,
+        mut f: F,
+    ) -> Result<SecretRow, CoreError>
     where
         F: FnMut(&mut SecretRow, i64) -> Result<Option<(Stage, bool)>, CoreError> + Send,
     {
