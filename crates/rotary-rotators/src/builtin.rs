@@ -111,6 +111,10 @@ fn password_of(value: &SecretValue, key: &str) -> Option<SecretString> {
     value.get(key)
 }
 
+async fn job_open(rotation: &RotationService, job_id: &str) -> bool {
+    matches!(rotation.job_status(job_id).await.ok().flatten().as_deref(), Some("QUEUED" | "DISPATCHED" | "RUNNING"))
+}
+
 /// The alternating strategy's pending: the other account (`alternateUsername`)
 /// becomes the user, the current user becomes the alternate, and the password
 /// is new. Stored before anything touches the database.
@@ -240,6 +244,11 @@ pub async fn run<D: Driver>(driver: &D, rotation: &RotationService, d: Dispatch,
     step("pending-ready", t1, true, "pending is stored".into()).await;
     fail::fail_point!("rotator-after-pending", |_| crash());
 
+    // A job closed meanwhile (timed out, cancelled) must not touch the database.
+    if !job_open(rotation, &d.job.id).await {
+        return step("apply", t1, false, "not applied: the job was closed".into()).await;
+    }
+
     // apply
     let t2 = Instant::now();
     let outcome = apply(driver, rotation, &config, &t, &new_pw, &active, chain.previous.as_ref().map(|(_, v)| v)).await;
@@ -274,6 +283,9 @@ pub async fn run<D: Driver>(driver: &D, rotation: &RotationService, d: Dispatch,
     }
 
     fail::fail_point!("rotator-before-complete", |_| crash());
+    if !job_open(rotation, &d.job.id).await {
+        return step("complete", t3, false, "not completed: the job was closed".into()).await;
+    }
 
     // complete
     if let Err(e) = rotation.action_complete(&caller, &sid, &token).await {
@@ -315,14 +327,15 @@ async fn apply<D: Driver>(
         let Some(pw) = password_of(&admin, &at.password_key) else {
             return Apply::Failed("admin secret has no password".into());
         };
-        let at = Target {
-            host: t.host.clone(),
-            port: t.port,
-            database: t.database.clone(),
-            sslmode: t.sslmode.clone(),
-            ca_file: t.ca_file.clone(),
-            ..at
-        };
+        // The admin credential goes to the admin secret's own server, never
+        // to a host the managed secret names; the two must be the same server.
+        if rotary_core::service::rotation::normalize_host(&at.host)
+            != rotary_core::service::rotation::normalize_host(&t.host)
+            || at.port != t.port
+        {
+            return Apply::Failed("the secret's host and port are not the admin secret's".into());
+        }
+        let at = Target { database: t.database.clone(), sslmode: t.sslmode.clone(), ca_file: t.ca_file.clone(), ..at };
         match driver.login(&at, &at.user, &pw).await {
             Ok(c) => (c, "the admin credential"),
             Err(e) => return Apply::Failed(format!("the admin credential does not log in: {e:?}")),

@@ -330,12 +330,15 @@ impl RotationService {
     // ------------------------------------------------------- rotation settings
 
     /// Checks that `value` may be managed by the trigger: for built-in
-    /// rotators, the account must be found in the value, must not be the
-    /// admin credential's own account (in admin mode), and must not already
-    /// be managed by another secret (two secrets rotating one account would
-    /// lock each other out).
+    /// rotators, the account must be found in the value; in admin mode the
+    /// caller must be allowed to manage the admin secret (else a key scoped to
+    /// `app/*` could point the admin credential at any account), the account
+    /// must be on the admin secret's own server and not be its own account;
+    /// and no other secret may already rotate the account (two secrets
+    /// rotating one account would lock each other out).
     pub async fn check_builtin_link(
         &self,
+        caller: &Caller,
         trigger_id: &str,
         value: &SecretValue,
         secret_id: Option<&str>,
@@ -345,7 +348,7 @@ impl RotationService {
             return Ok(());
         }
         let config: Value = serde_json::from_str(&trigger.config).unwrap_or(Value::Null);
-        let Some(account) = db_account(&trigger.kind, &config, value, "keyMap") else {
+        let Some(accounts) = db_accounts(&trigger.kind, &config, value, "keyMap") else {
             return Err(CoreError::invalid(format!(
                 "the secret has no host or username key for a {} rotator (or set keyMap in the trigger)",
                 trigger.kind
@@ -356,8 +359,29 @@ impl RotationService {
             if Some(admin_id) == secret_id {
                 return Err(CoreError::invalid("a secret cannot be its own admin credential; use mode self for it"));
             }
-            let admin = self.admin_credentials(admin_id).await?;
-            if db_account(&trigger.kind, &config, &admin, "adminKeyMap").as_deref() == Some(account.as_str()) {
+            let admin_row =
+                self.secrets.load(caller, admin_id, Permission::Manage).await.map_err(|e| match e.kind {
+                    crate::ErrorKind::NotFound | crate::ErrorKind::Forbidden => CoreError::forbidden(
+                        "this trigger changes passwords with an admin secret that this access key may not manage",
+                    ),
+                    _ => e,
+                })?;
+            let admin = self
+                .secrets
+                .decrypt_chain(&admin_row)
+                .await?
+                .active
+                .map(|(_, v)| v)
+                .ok_or_else(|| CoreError::status("the admin secret has no active value"))?;
+            let admin_accounts = db_accounts(&trigger.kind, &config, &admin, "adminKeyMap").unwrap_or_default();
+            let (server, admin_server) =
+                (accounts[0].rsplitn(3, '|').last(), admin_accounts.first().and_then(|a| a.rsplitn(3, '|').last()));
+            if server != admin_server {
+                return Err(CoreError::invalid(
+                    "in admin mode the secret's host and port must be the admin secret's (the admin credential is only sent to its own server)",
+                ));
+            }
+            if accounts.iter().any(|a| admin_accounts.contains(a)) {
                 return Err(CoreError::invalid(
                     "the managed account is the admin credential's own account; use mode self for it",
                 ));
@@ -374,7 +398,8 @@ impl RotationService {
                 }
                 let Some(row) = self.store.get_secret(&other).await? else { continue };
                 let Some((_, v)) = self.secrets.decrypt_chain(&row).await?.active else { continue };
-                if db_account(&t.kind, &tconfig, &v, "keyMap").as_deref() == Some(account.as_str()) {
+                let theirs = db_accounts(&t.kind, &tconfig, &v, "keyMap").unwrap_or_default();
+                if accounts.iter().any(|a| theirs.contains(a)) {
                     return Err(CoreError::status(format!(
                         "secret {other:?} already rotates this database account; two secrets rotating one account would lock each other out"
                     )));
@@ -403,7 +428,7 @@ impl RotationService {
         let period = check_period(period)?;
         let row = self.secrets.load(caller, id, Permission::Manage).await?;
         if let Some((_, active)) = self.secrets.decrypt_chain(&row).await?.active {
-            self.check_builtin_link(trigger_id, &active, Some(id)).await?;
+            self.check_builtin_link(caller, trigger_id, &active, Some(id)).await?;
         }
         self.update_secret(caller, id, |row, now| {
             if row.rotation_targets.is_empty() {
@@ -457,7 +482,7 @@ impl RotationService {
             let row = self.secrets.load(caller, id, Permission::Manage).await?;
             let chain = self.secrets.decrypt_chain(&row).await?;
             if let Some((_, active)) = chain.active {
-                self.check_builtin_link(t, &active, Some(id)).await?;
+                self.check_builtin_link(caller, t, &active, Some(id)).await?;
             } else {
                 self.trigger(t).await?;
             }
@@ -573,6 +598,17 @@ impl RotationService {
     pub async fn rollback(&self, caller: &Caller, id: &str) -> Result<SecretRow, CoreError> {
         if self.store.open_job(id).await?.is_some() {
             return Err(self.open_conflict(id).await);
+        }
+        let row = self.secrets.load(caller, id, Permission::Manage).await?;
+        if let Some(t) = &row.trigger_id
+            && let Some(t) = self.store.get_trigger(t).await?
+            && (t.kind == "postgres" || t.kind == "mysql")
+        {
+            // The database keeps the new password: making the old one active
+            // would lock applications out. A rotation is the way back.
+            return Err(CoreError::status(
+                "rollback only changes stored values; with a built-in rotator the database keeps the new password, so rotate instead",
+            ));
         }
         self.update_secret(caller, id, |row, _| {
             if row.status != SecretStatus::Enable.as_str() {
@@ -1287,21 +1323,81 @@ pub const DATABASE_KEYS: &[&str] = &["database", "dbname", "cdbDatabase"];
 pub const USER_KEYS: &[&str] = &["username", "user", "cdbUser"];
 pub const PASSWORD_KEYS: &[&str] = &["password", "cdbPassword"];
 
-/// The database account a built-in trigger of `kind` manages for `value`:
-/// `kind|host|port|user|userHost`, or `None` when the value lacks the keys.
-pub fn db_account(kind: &str, config: &Value, value: &SecretValue, key_map_field: &str) -> Option<String> {
+/// A host as the database server would see it: trimmed, lower-case, IPv4
+/// shorthand (`127.1`, `2130706433`) and IPv4-mapped IPv6 folded, and every
+/// loopback spelling (`localhost`, `127.x.y.z`, `::1`) one name. Names are not
+/// resolved (no I/O here); two different names for one server are not caught.
+pub fn normalize_host(host: &str) -> String {
+    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    if h == "localhost" || h.ends_with(".localhost") {
+        return "loopback".into();
+    }
+    let ip = h.parse::<std::net::IpAddr>().ok().or_else(|| ipv4_shorthand(h).map(std::net::IpAddr::V4));
+    match ip {
+        Some(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) if v4.is_loopback() => "loopback".into(),
+            Some(v4) => v4.to_string(),
+            None if v6.is_loopback() => "loopback".into(),
+            None => v6.to_string(),
+        },
+        Some(std::net::IpAddr::V4(v4)) if v4.is_loopback() => "loopback".into(),
+        Some(ip) => ip.to_string(),
+        None => h.to_owned(),
+    }
+}
+
+/// `inet_aton`'s decimal forms: `a`, `a.b`, `a.b.c`, `a.b.c.d`.
+fn ipv4_shorthand(h: &str) -> Option<std::net::Ipv4Addr> {
+    let parts: Vec<u64> = h.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let (last, head) = parts.split_last()?;
+    if head.len() > 3 || head.iter().any(|p| *p > 255) || *last >= 1u64 << (8 * (4 - head.len())) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for p in head {
+        n = (n << 8) | p;
+    }
+    n = (n << (8 * (4 - head.len()))) | last;
+    Some(std::net::Ipv4Addr::from(u32::try_from(n).ok()?))
+}
+
+/// The database accounts a built-in trigger of `kind` manages for `value`
+/// (the user and, for the alternating strategy, `alternateUsername`), each
+/// as `kind|server|port|user|userHost`; `None` when the value lacks the keys.
+/// PostgreSQL names are cut to 63 bytes, as the server itself does.
+pub fn db_accounts(kind: &str, config: &Value, value: &SecretValue, key_map_field: &str) -> Option<Vec<String>> {
     let map: Map<String, Value> = serde_json::from_str(value.json().expose_secret()).ok()?;
     let key_map = config.get(key_map_field).cloned().unwrap_or(Value::Null);
     let (_, host) = lookup_key(&map, &key_map, "host", HOST_KEYS)?;
-    let default_port = if kind == "mysql" { "3306" } else { "5432" };
-    let port = lookup_key(&map, &key_map, "port", PORT_KEYS).map(|(_, p)| p).unwrap_or(default_port);
-    let (_, user) = lookup_key(&map, &key_map, "username", USER_KEYS)?;
-    let user_host = if kind == "mysql" {
-        lookup_key(&map, &key_map, "userHost", &["userHost"]).map(|(_, h)| h).unwrap_or("%")
-    } else {
-        ""
+    let default_port: u16 = if kind == "mysql" { 3306 } else { 5432 };
+    let port = match lookup_key(&map, &key_map, "port", PORT_KEYS) {
+        Some((_, p)) => p.trim().parse::<u16>().ok()?,
+        None => default_port,
     };
-    Some(format!("{kind}|{}|{port}|{user}|{user_host}", host.to_ascii_lowercase()))
+    let user_host = if kind == "mysql" {
+        lookup_key(&map, &key_map, "userHost", &["userHost"]).map(|(_, h)| h.to_ascii_lowercase()).unwrap_or("%".into())
+    } else {
+        String::new()
+    };
+    let server = format!("{kind}|{}|{port}", normalize_host(host));
+    let name = |u: &str| {
+        if kind == "postgres" && u.len() > 63 {
+            let mut cut = 63;
+            while !u.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            u[..cut].to_owned()
+        } else {
+            u.to_owned()
+        }
+    };
+    let (_, user) = lookup_key(&map, &key_map, "username", USER_KEYS)?;
+    let mut out = vec![format!("{server}|{}|{user_host}", name(user))];
+    if let Some((_, alt)) = lookup_key(&map, &key_map, "alternateUsername", &["alternateUsername"]) {
+        out.push(format!("{server}|{}|{user_host}", name(alt)));
+    }
+    Some(out)
 }
 
 fn only_keys(c: &Map<String, Value>, allowed: &[&str]) -> Result<(), CoreError> {

@@ -313,6 +313,9 @@ impl SecretService {
                 row.rotation_targets = t.clone();
             }
             value.check_targets(&row.rotation_targets)?;
+            // A pending made from the old active (a failed rotation's) no
+            // longer fits the new one; it stays in the version history.
+            row.pending_version = None;
             Ok(Some((Stage::Active, true)))
         })
         .await

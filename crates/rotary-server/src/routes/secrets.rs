@@ -16,6 +16,16 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::state::AppState;
 
+/// A new active value of a secret linked to a built-in rotator must still be
+/// an account that this secret may rotate (not one another secret rotates).
+async fn check_linked(s: &AppState, caller: &Caller, id: &str, value: &SecretValue) -> Result<(), ApiError> {
+    let row = s.secrets.get(caller, id).await?;
+    if let Some(t) = &row.trigger_id {
+        s.rotation.check_builtin_link(caller, t, value, Some(id)).await?;
+    }
+    Ok(())
+}
+
 pub fn detail(row: &SecretRow) -> SecretDetail {
     SecretDetail {
         secret_id: row.id.clone(),
@@ -93,7 +103,7 @@ pub async fn create_secret(
     };
     let value = SecretValue::parse(&req.secret_value.value)?;
     if let Some((_, trigger)) = &rotation {
-        s.rotation.check_builtin_link(trigger, &value, None).await?;
+        s.rotation.check_builtin_link(&caller, trigger, &value, None).await?;
     }
     let row = s
         .secrets
@@ -223,6 +233,7 @@ pub async fn put_values(
     caller.ctx.set_action("PutSecretValue");
     caller.ctx.set_secret_id(&id);
     let value = SecretValue::parse(&req.value)?;
+    check_linked(&s, &caller, &id, &value).await?;
     Ok(ok(detail(&s.secrets.put_active(&caller, &id, value, req.rotation_targets).await?)))
 }
 
@@ -243,6 +254,9 @@ pub async fn put_stage(
         return Err(ApiError::Invalid("rotationTargets can only be changed with PUT /values".into()));
     }
     let value = SecretValue::parse(&req.value)?;
+    if stage == Stage::Active {
+        check_linked(&s, &caller, &id, &value).await?;
+    }
     Ok(ok(detail(&s.secrets.put_stage(&caller, &id, stage, value).await?)))
 }
 

@@ -461,3 +461,95 @@ async fn a_value_the_database_refuses_is_discarded_not_retried() {
     assert!(db.can_login("refused_user", "Refused-Start-Pw-1").await, "nothing was applied");
     assert_eq!(password(&rig, &id, "active").await, "Refused-Start-Pw-1");
 }
+
+/// QA findings: the admin credential never goes to another host, a scoped key
+/// cannot use an admin secret it may not manage, and aliases of one account
+/// are recognised as one.
+#[tokio::test]
+async fn admin_credentials_stay_on_their_server_and_accounts_cannot_be_claimed_twice() {
+    let rig = rig(1).await;
+    let pg = PgServer::start(&[]);
+    pg.create_role("guard_admin", "Guard-Admin-Pw-1").await;
+    pg.exec("ALTER ROLE guard_admin CREATEROLE").await;
+    let admin = json!({"host": "127.0.0.1", "port": pg.port.to_string(), "database": "postgres",
+                       "username": "guard_admin", "password": "Guard-Admin-Pw-1"});
+    let admin_id = rig.admin().create_secret("ops/pg-admin", &admin, &["password"]).await.unwrap();
+    let trigger = pg_trigger(&rig, "guarded", json!({"mode": "admin", "adminSecretId": admin_id})).await;
+    let value = |host: &str, port: String, user: &str| json!({"host": host, "port": port, "database": "postgres", "username": user, "password": "x-Pw-1"});
+
+    // A manager scoped to app/* may not point the ops admin credential at anything.
+    let scoped = rig.app.key("manager", Some("app/*")).await;
+    let id = scoped
+        .create_secret("app/hijack", &value("127.0.0.1", pg.port.to_string(), "postgres"), &["password"])
+        .await
+        .unwrap();
+    let r = scoped.put(&format!("/api/v1/secrets/{id}/triggers"), &json!({"triggerId": trigger})).await.unwrap();
+    assert_eq!((r.status, r.error_code()), (403, Some("FORBIDDEN")), "{:?}", r.body);
+
+    // Another host: the admin credential would be sent there. Refused.
+    let other = rig
+        .admin()
+        .create_secret("elsewhere", &value("10.9.9.9", pg.port.to_string(), "someone"), &["password"])
+        .await
+        .unwrap();
+    let r =
+        rig.admin().put(&format!("/api/v1/secrets/{other}/triggers"), &json!({"triggerId": trigger})).await.unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("admin secret's"), "{:?}", r.body);
+
+    // One account under several spellings of host, port and name.
+    let plain = pg_trigger(&rig, "plain", json!({})).await;
+    let first = pg_secret(&rig, &pg, "victim", "victim_user", "Victim-Pw-1", &plain).await;
+    let long = "v".repeat(63);
+    pg.create_role(&long, "Long-Pw-1").await;
+    let long_id = rig
+        .admin()
+        .create_secret("long", &value("127.0.0.1", pg.port.to_string(), &long), &["password"])
+        .await
+        .unwrap();
+    rig.link(&long_id, &plain).await;
+    let port = pg.port.to_string();
+    for (host, port, user) in [
+        ("localhost", port.clone(), "victim_user"),
+        ("127.1", port.clone(), "victim_user"),
+        ("::ffff:127.0.0.1", port.clone(), "victim_user"),
+        (" 127.0.0.1 ", format!("0{port}"), "victim_user"),
+        ("127.0.0.1", port.clone(), &format!("{long}X")),
+    ] {
+        let id = rig
+            .admin()
+            .create_secret(
+                &format!("alias-{}", rotary_crypto::random_alnum(6)),
+                &value(host, port.clone(), user),
+                &["password"],
+            )
+            .await
+            .unwrap();
+        let r = rig.admin().put(&format!("/api/v1/secrets/{id}/triggers"), &json!({"triggerId": plain})).await.unwrap();
+        assert_eq!((r.status, r.error_code()), (409, Some("INVALID_STATUS")), "{host} {port} {user}: {:?}", r.body);
+    }
+    // An alternate account that another secret rotates is a conflict too.
+    let mut alt = value("127.0.0.1", port.clone(), "alt_x");
+    alt["alternateUsername"] = json!("victim_user");
+    let id =
+        rig.admin().create_secret("alt-claim", &alt, &["password", "username", "alternateUsername"]).await.unwrap();
+    let r = rig.admin().put(&format!("/api/v1/secrets/{id}/triggers"), &json!({"triggerId": plain})).await.unwrap();
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    // So is a new value that moves a linked secret onto another secret's account.
+    let r = rig
+        .admin()
+        .put(
+            &format!("/api/v1/secrets/{long_id}/values"),
+            &json!({"value": value("127.1", port.clone(), "victim_user").to_string()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 409, "{:?}", r.body);
+
+    // Rollback would make active a password the database no longer has.
+    let job = rotate_done(&rig, &first).await;
+    assert_eq!(job["status"], "SUCCEEDED");
+    let r = rig.admin().post(&format!("/api/v1/secrets/{first}/rollback-rotation"), &json!({})).await.unwrap();
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(pg.can_login("victim_user", &password(&rig, &first, "active").await).await);
+}

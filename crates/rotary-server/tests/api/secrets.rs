@@ -61,6 +61,17 @@ async fn create_read_and_change_every_stage() {
 
     let r = app.admin.put(&format!("/api/v1/secrets/{id}/memo"), &json!({"memo": "main db"})).await.unwrap();
     assert_eq!(r.into_data().unwrap()["memo"], "main db");
+
+    // A new active value discards a pending made from the old one.
+    let r = app
+        .admin
+        .put(&format!("/api/v1/secrets/{id}/values"), &json!({"value": db_value("app", "pw-four").to_string()}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let c = app.chain(&id).await;
+    assert!(c.get("pending").is_none(), "{c}");
+    assert_eq!(c["previous"]["cdbPassword"], "pw-two");
 }
 
 #[tokio::test]
