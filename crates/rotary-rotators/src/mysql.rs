@@ -15,8 +15,8 @@ use sha1::{Digest, Sha1};
 use crate::builtin::{ConnectError, Driver, SetError, Target};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR.
-const ACCESS_DENIED: &[u16] = &[1045, 1044];
+/// ER_ACCESS_DENIED_ERROR: wrong user or password.
+const ACCESS_DENIED: &[u16] = &[1045];
 
 pub struct MySql;
 
@@ -60,6 +60,10 @@ impl Driver for MySql {
         match tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts)).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(mysql_async::Error::Server(e))) if ACCESS_DENIED.contains(&e.code) => Err(ConnectError::Rejected),
+            Ok(Err(mysql_async::Error::Server(e))) if e.code == 1044 => Err(ConnectError::Unreachable(format!(
+                "the user may log in but not use database {:?} (error 1044)",
+                t.database
+            ))),
             Ok(Err(mysql_async::Error::Server(e))) => {
                 Err(ConnectError::Unreachable(format!("the server refused the connection (error {})", e.code)))
             }
@@ -99,7 +103,10 @@ impl Driver for MySql {
         // `SET PASSWORD` (MariaDB) or `ALTER USER CURRENT_USER()` (MySQL).
         let sql = match (version.contains("MariaDB"), own) {
             (true, true) => format!("SET PASSWORD = '{}'", native_password_hash(new.expose_secret())),
-            (true, false) => format!("SET PASSWORD FOR {account} = '{}'", native_password_hash(new.expose_secret())),
+            // An admin needs the CREATE USER privilege (or UPDATE on mysql.*).
+            (true, false) => {
+                format!("ALTER USER {account} IDENTIFIED BY PASSWORD '{}'", native_password_hash(new.expose_secret()))
+            }
             (false, true) => {
                 format!("ALTER USER CURRENT_USER() IDENTIFIED BY {}", quote_string(new.expose_secret(), bs))
             }

@@ -63,6 +63,13 @@ fn tls_reason(e: &tokio_postgres::Error) -> String {
         if let Some(r) = s.downcast_ref::<rustls::Error>() {
             return r.to_string();
         }
+        if let Some(r) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return r.to_string();
+        }
         src = s.source();
     }
     "the server does not support TLS or the handshake failed".to_owned()

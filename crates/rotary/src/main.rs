@@ -38,8 +38,15 @@ fn main() -> anyhow::Result<()> {
 
 fn server(config: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = Config::load(config.as_deref())?;
-    let filter =
-        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&cfg.log)).context("invalid log filter")?;
+    // The database drivers log the SQL they send at debug level; for password
+    // changes that holds SCRAM verifiers and password hashes, so they are
+    // capped at info whatever the filter says.
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log))
+        .context("invalid log filter")?
+        .add_directive("tokio_postgres=info".parse()?)
+        .add_directive("mysql_async=info".parse()?)
+        .add_directive("mysql_common=info".parse()?);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -196,6 +196,22 @@ pub fn validate_trigger(kind: &str, config: &Value) -> Result<Value, CoreError> 
                     )));
                 }
             }
+            if c.get("caFile").is_some() && s("sslmode")? != Some("verify-full") {
+                return Err(CoreError::invalid("config.caFile is only used with sslmode verify-full"));
+            }
+            for field in ["keyMap", "adminKeyMap"] {
+                let fields = ["host", "port", "database", "username", "password", "userHost", "alternateUsername"];
+                if let Some(k) = c
+                    .get(field)
+                    .and_then(Value::as_object)
+                    .and_then(|m| m.keys().find(|k| !fields.contains(&k.as_str())))
+                {
+                    return Err(CoreError::invalid(format!(
+                        "config.{field} has an unknown field {k:?} (allowed: {})",
+                        fields.join(", ")
+                    )));
+                }
+            }
             if let Some(k) = c.get("keyMap") {
                 let ok = k.as_object().is_some_and(|m| m.values().all(Value::is_string));
                 if !ok {
@@ -260,6 +276,11 @@ impl RotationService {
         crate::domain::SecretName::parse(name)
             .map_err(|e| CoreError::invalid(e.message.replace("secretName", "name")))?;
         let config = validate_trigger(kind, config)?;
+        if let Some(admin) = config.get("adminSecretId").and_then(Value::as_str) {
+            self.secrets.load(caller, admin, Permission::Manage).await.map_err(|_| {
+                CoreError::invalid(format!("config.adminSecretId {admin:?} is not a secret this key can manage"))
+            })?;
+        }
         if let Some(k) = default_params.keys().find(|k| ["secretId", "jobToken", "endpoint"].contains(&k.as_str())) {
             return Err(CoreError::invalid(format!(
                 "defaultParams may not set {k:?}: the server sets it for each job"

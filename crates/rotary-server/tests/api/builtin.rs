@@ -553,3 +553,39 @@ async fn admin_credentials_stay_on_their_server_and_accounts_cannot_be_claimed_t
     assert_eq!(r.status, 409, "{:?}", r.body);
     assert!(pg.can_login("victim_user", &password(&rig, &first, "active").await).await);
 }
+
+#[tokio::test]
+async fn mariadb_admin_mode_needs_only_the_create_user_privilege() {
+    let rig = rig(1).await;
+    let db = rotary_testkit::MariaServer::start();
+    db.create_user("maria_admin", "Maria-Admin-Pw-1");
+    db.exec("GRANT CREATE USER ON *.* TO 'maria_admin'@'%'");
+    let admin = json!({"host": "127.0.0.1", "port": db.port.to_string(), "username": "maria_admin", "password": "Maria-Admin-Pw-1"});
+    let admin_id = rig.admin().create_secret("maria-admin", &admin, &["password"]).await.unwrap();
+    let body =
+        json!({"name": "maria-admin-mode", "type": "mysql", "config": {"mode": "admin", "adminSecretId": admin_id}});
+    let trigger = rig.admin().post("/api/v1/triggers", &body).await.unwrap().into_data().unwrap();
+    let id = maria_secret(
+        &rig,
+        &db,
+        "maria-managed",
+        "managed'one",
+        "Managed-Start-Pw-1",
+        trigger["triggerId"].as_str().unwrap(),
+    )
+    .await;
+    // The stored password is wrong: only the admin can change it.
+    let wrong = json!({"host": "127.0.0.1", "port": db.port.to_string(), "username": "managed'one", "password": "Wrong-1", "userHost": "%"});
+    rig.admin()
+        .put(&format!("/api/v1/secrets/{id}/values"), &json!({"value": wrong.to_string()}))
+        .await
+        .unwrap()
+        .into_data()
+        .unwrap();
+    let job = rotate_done(&rig, &id).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job:#}");
+    let new = password(&rig, &id, "active").await;
+    assert!(db.can_login("managed'one", &new).await);
+    assert!(db.can_login("maria_admin", "Maria-Admin-Pw-1").await);
+    assert!(!db.general_log().contains(new.as_str()));
+}
