@@ -1,4 +1,7 @@
-//! `rotary`: the one binary. `rotary server` runs the secrets manager.
+//! `rotary`: the one binary. `rotary server` runs the secrets manager; the
+//! other commands are a client of its API.
+
+mod cli;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +15,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "rotary", version, about = "Self-hosted secrets manager with automatic rotation")]
 struct Cli {
+    #[command(flatten)]
+    global: cli::Global,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,13 +32,92 @@ enum Command {
         #[arg(long, env = "ROTARY_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Save an endpoint and access key as a profile (the secret key is never echoed).
+    #[command(
+        alias = "config",
+        after_help = "Examples:\n  rotary login --endpoint http://127.0.0.1:8420 --access-key AK…   (prompts for the secret key)\n  rotary login --profile prod --endpoint https://rotary.internal --access-key AK… --secret-key-file key.txt"
+    )]
+    Login {
+        #[arg(long, env = "ROTARY_ENDPOINT")]
+        endpoint: String,
+        #[arg(long, env = "ROTARY_ACCESS_KEY")]
+        access_key: String,
+        /// File holding the secret key (else ROTARY_SECRET_KEY, else a prompt).
+        #[arg(long)]
+        secret_key_file: Option<PathBuf>,
+    },
+    /// Secrets: create, list, show, get, put, delete, restore.
+    #[command(subcommand)]
+    Secret(cli::SecretCmd),
+    /// Rotate a secret now; with --wait, follow the job and fail when it fails.
+    #[command(after_help = "Examples:\n  rotary rotate app/db --wait")]
+    Rotate {
+        secret: String,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Generate a random password locally (generate-random-secret's options).
+    #[command(
+        name = "gen-password",
+        after_help = "Examples:\n  rotary gen-password --length 32 --exclude-characters '\"\\\\' --no-space"
+    )]
+    GenPassword {
+        #[arg(long, default_value_t = 16)]
+        length: u32,
+        #[arg(long, default_value = "")]
+        exclude_characters: String,
+        #[arg(long)]
+        no_space: bool,
+        #[arg(long)]
+        no_punctuation: bool,
+    },
+    /// Shell completions.
+    #[command(after_help = "Examples:\n  rotary completions bash > /etc/bash_completion.d/rotary")]
+    Completions { shell: clap_complete::Shell },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Server { config } => server(config),
+        Command::Login { endpoint, access_key, secret_key_file } => {
+            cli::login(&cli.global.profile, endpoint, access_key, secret_key_file)
+        }
+        Command::Secret(cmd) => client_rt(cli::secret(&cli.global, cmd)),
+        Command::Rotate { secret, wait } => client_rt(cli::rotate(&cli.global, &secret, wait)),
+        Command::GenPassword { length, exclude_characters, no_space, no_punctuation } => {
+            let policy = rotary_core::password::PasswordPolicy {
+                length,
+                exclude_characters,
+                include_space: !no_space,
+                exclude_punctuation: no_punctuation,
+                ..Default::default()
+            };
+            policy.generate().map(|p| println!("{}", p.expose_secret())).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "rotary",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the cause chain, never a secret (server messages hold none).
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", msg.join(": "));
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+fn client_rt(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
 }
 
 fn server(config: Option<PathBuf>) -> anyhow::Result<()> {

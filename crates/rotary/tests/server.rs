@@ -81,6 +81,10 @@ impl Server {
             SecretString::from(self.printed("ROTARY_SECRET_KEY").expect("secret key printed")),
         )
     }
+    fn admin_with(&self, ak: &str, sk: &str) -> Client {
+        Client::new(&self.addr, ak, SecretString::from(sk.to_owned()))
+    }
+
     /// Stops the server and returns everything it wrote to stderr.
     fn stop(mut self) -> String {
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();
@@ -254,4 +258,160 @@ async fn trace_logging_never_prints_a_password_during_builtin_rotations() {
     for p in &passwords {
         assert!(!stderr.contains(p.as_str()), "a password reached the server's trace output");
     }
+}
+
+/// Runs the `rotary` client binary with a private config dir.
+fn cli(cfg_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rotary"))
+        .args(args)
+        .env("ROTARY_CONFIG_DIR", cfg_dir)
+        .env_remove("ROTARY_ENDPOINT")
+        .env_remove("ROTARY_ACCESS_KEY")
+        .env_remove("ROTARY_SECRET_KEY")
+        .output()
+        .expect("rotary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_logs_in_manages_secrets_renders_formats_and_reports_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env =
+        [("ROTARY_ADMIN_ACCESS_KEY", "CLIADMIN00000001"), ("ROTARY_ADMIN_SECRET_KEY", "cli-admin-secret-key-0001")];
+    let s = spawn(&tmp.path().join("d"), &env, &[]).unwrap();
+    let cfg = tmp.path().join("cfg");
+    let keyfile = tmp.path().join("key.txt");
+    std::fs::write(&keyfile, "cli-admin-secret-key-0001\n").unwrap();
+    let (ok, out, err) = cli(
+        &cfg,
+        &[
+            "login",
+            "--endpoint",
+            &s.addr,
+            "--access-key",
+            "CLIADMIN00000001",
+            "--secret-key-file",
+            keyfile.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("saved profile"));
+    assert_eq!(std::fs::metadata(cfg.join("default.secret")).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let pw = "p@ss:w/rd?#[]%^&=+ '\"\\;ab%3Ecd";
+    let pw_arg = format!("password={pw}");
+    let (ok, _, err) = cli(
+        &cfg,
+        &[
+            "secret",
+            "create",
+            "app/db",
+            "host=db.example",
+            "port=5432",
+            "user=app",
+            "database=main",
+            &pw_arg,
+            "--rotate",
+            "password",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, _) = cli(&cfg, &["secret", "list", "--json"]);
+    assert!(ok && out.contains("\"secretName\": \"app/db\""), "{out}");
+    let (ok, out, _) = cli(&cfg, &["secret", "list"]);
+    assert!(ok && out.starts_with("NAME") && out.contains("app/db"), "{out}");
+    let (ok, out, _) = cli(&cfg, &["secret", "get", "app/db", "--field", "password"]);
+    assert!(ok);
+    assert_eq!(out.trim_end_matches('\n'), pw);
+    let (ok, out, _) = cli(&cfg, &["secret", "show", "app/db"]);
+    assert!(ok && out.contains("********") && !out.contains("ab%3Ecd"), "show masks values: {out}");
+
+    // URL: every special character survives a round trip.
+    let (ok, out, err) = cli(&cfg, &["secret", "get", "app/db", "--format", "url"]);
+    assert!(ok, "{err}");
+    let url = out.trim();
+    assert!(url.starts_with("postgresql://app:") && url.ends_with("@db.example:5432/main"), "{url}");
+    let encoded = url.trim_start_matches("postgresql://app:").split('@').next().unwrap();
+    let decoded = String::from_utf8(
+        encoded
+            .split('%')
+            .enumerate()
+            .flat_map(|(i, part)| {
+                if i == 0 {
+                    part.as_bytes().to_vec()
+                } else {
+                    let mut v = vec![u8::from_str_radix(&part[..2], 16).unwrap()];
+                    v.extend_from_slice(&part.as_bytes()[2..]);
+                    v
+                }
+            })
+            .collect(),
+    )
+    .unwrap();
+    assert_eq!(decoded, pw);
+
+    // env: shell-safe export lines.
+    let (ok, out, _) = cli(&cfg, &["secret", "get", "app/db", "--format", "env", "--prefix", "DB_"]);
+    assert!(ok);
+    let sh = Command::new("sh").arg("-c").arg(format!("{out}\nprintf '%s' \"$DB_PASSWORD\"")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&sh.stdout), pw);
+    let (ok, out, _) = cli(&cfg, &["secret", "get", "app/db", "--format", "dotenv"]);
+    assert!(ok && out.contains("HOST=\"db.example\""), "{out}");
+
+    // put, previous, delete/restore.
+    let (ok, _, err) = cli(
+        &cfg,
+        &["secret", "put", "app/db", "host=db.example", "port=5432", "user=app", "database=main", "password=second-Pw"],
+    );
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&cfg, &["secret", "get", "app/db", "--stage", "previous", "--field", "password"]);
+    assert_eq!(out.trim_end_matches('\n'), pw);
+    assert!(cli(&cfg, &["secret", "delete", "app/db"]).0);
+    let (ok, _, err) = cli(&cfg, &["secret", "get", "app/db"]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    assert!(
+        err.contains("INVALID_STATUS") && err.contains("scheduled for deletion") && !err.contains("second-Pw"),
+        "{err}"
+    );
+    assert!(cli(&cfg, &["secret", "restore", "app/db"]).0);
+    assert!(cli(&cfg, &["secret", "get", "app/db"]).0);
+
+    // A failing rotation exits non-zero; so does a secret that cannot rotate.
+    let (ok, _, err) = cli(&cfg, &["rotate", "app/db", "--wait"]);
+    assert!(!ok && err.contains("no trigger"), "{err}");
+    let admin = s.admin_with("CLIADMIN00000001", "cli-admin-secret-key-0001");
+    let t = admin
+        .post("/api/v1/triggers", &json!({"name": "fails", "type": "exec", "config": {"command": ["false"]}}))
+        .await
+        .unwrap()
+        .into_data()
+        .unwrap();
+    let (_, list, _) = cli(&cfg, &["secret", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let id = list[0]["secretId"].as_str().unwrap();
+    admin
+        .put(&format!("/api/v1/secrets/{id}/triggers"), &json!({"triggerId": t["triggerId"]}))
+        .await
+        .unwrap()
+        .into_data()
+        .unwrap();
+    let (ok, out, err) = cli(&cfg, &["rotate", "app/db", "--wait"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("rotation failed"), "{err}");
+    assert!(out.contains("dispatch"), "steps are shown as they happen: {out}");
+
+    let (ok, out, _) = cli(&cfg, &["gen-password", "--length", "20", "--no-space"]);
+    assert!(ok && out.trim_end().chars().count() == 20 && !out.trim_end().contains(' '));
+    let (ok, out, _) = cli(&cfg, &["completions", "bash"]);
+    assert!(ok && out.contains("rotary"));
+    let (ok, _, err) = cli(&cfg, &["secret", "get", "nope"]);
+    assert!(!ok && err.contains("no secret named"), "{err}");
+    let (ok, _, err) = cli(&tmp.path().join("empty"), &["secret", "list"]);
+    assert!(!ok && err.contains("rotary login"), "{err}");
+    s.stop();
 }
