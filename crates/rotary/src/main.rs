@@ -49,6 +49,35 @@ enum Command {
     /// Secrets: create, list, show, get, put, delete, restore.
     #[command(subcommand)]
     Secret(cli::SecretCmd),
+    /// Rotation settings, jobs and logs.
+    #[command(subcommand)]
+    Rotation(cli::more::RotationCmd),
+    /// Rotation triggers (functions and built-in rotators).
+    #[command(subcommand)]
+    Trigger(cli::more::TriggerCmd),
+    /// Access keys.
+    #[command(subcommand)]
+    Key(cli::more::KeyCmd),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(cli::more::AuditCmd),
+    /// Run a command with secrets as environment variables.
+    #[command(
+        after_help = "Examples:\n  rotary run --secret app/db -- ./server\n  rotary run --secret app/db --prefix DB_ --watch 30 -- ./worker --queue x\n\nSignals (INT, TERM, HUP, QUIT) go to the command; its exit code is rotary's."
+    )]
+    Run {
+        /// Secret name or id (repeatable).
+        #[arg(long = "secret", required = true)]
+        secrets: Vec<String>,
+        /// Prefix for the variable names (keys are upper-cased, other characters become _).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Restart the command when a rotation changes an active value; checks every N seconds.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<u64>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Rotate a secret now; with --wait, follow the job and fail when it fails.
     #[command(after_help = "Examples:\n  rotary rotate app/db --wait")]
     Rotate {
@@ -85,6 +114,16 @@ fn main() -> std::process::ExitCode {
         }
         Command::Secret(cmd) => client_rt(cli::secret(&cli.global, cmd)),
         Command::Rotate { secret, wait } => client_rt(cli::rotate(&cli.global, &secret, wait)),
+        Command::Rotation(cmd) => client_rt(cli::more::rotation(&cli.global, cmd)),
+        Command::Trigger(cmd) => client_rt(cli::more::trigger(&cli.global, cmd)),
+        Command::Key(cmd) => client_rt(cli::more::key(&cli.global, cmd)),
+        Command::Audit(cmd) => client_rt(cli::more::audit(&cli.global, cmd)),
+        Command::Run { secrets, prefix, watch, command } => {
+            match client_rt_value(cli::more::run(&cli.global, &secrets, &prefix, watch, &command)) {
+                Ok(code) => return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                Err(e) => Err(e),
+            }
+        }
         Command::GenPassword { length, exclude_characters, no_space, no_punctuation } => {
             let policy = rotary_core::password::PasswordPolicy {
                 length,
@@ -117,6 +156,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn client_rt(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    client_rt_value(fut)
+}
+
+fn client_rt_value<T>(fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
 }
 

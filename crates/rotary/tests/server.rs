@@ -415,3 +415,125 @@ async fn the_cli_logs_in_manages_secrets_renders_formats_and_reports_failures() 
     assert!(!ok && err.contains("rotary login"), "{err}");
     s.stop();
 }
+
+#[tokio::test]
+async fn the_cli_covers_rotation_triggers_keys_audit_and_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [
+        ("ROTARY_ADMIN_ACCESS_KEY", "CLIADMIN00000002"),
+        ("ROTARY_ADMIN_SECRET_KEY", "cli-admin-secret-key-0002"),
+        ("ROTARY_ROTATION_MAX_ATTEMPTS", "1"),
+    ];
+    let s = spawn(&tmp.path().join("d"), &env, &[]).unwrap();
+    let cfg = tmp.path().join("cfg");
+    let keyfile = tmp.path().join("key.txt");
+    std::fs::write(&keyfile, "cli-admin-secret-key-0002").unwrap();
+    let run = |args: &[&str]| cli(&cfg, args);
+    assert!(
+        run(&[
+            "login",
+            "--endpoint",
+            &s.addr,
+            "--access-key",
+            "CLIADMIN00000002",
+            "--secret-key-file",
+            keyfile.to_str().unwrap()
+        ])
+        .0
+    );
+    assert!(run(&["secret", "create", "app/x", "user=u", "password=First-Pw-1", "--rotate", "password"]).0);
+
+    // Secret odds and ends.
+    assert!(run(&["secret", "memo", "app/x", "the x service"]).0);
+    assert!(run(&["secret", "disable", "app/x"]).0);
+    assert!(!run(&["secret", "get", "app/x"]).0, "a disabled secret's value is unreadable");
+    assert!(run(&["secret", "enable", "app/x"]).0);
+    assert!(run(&["secret", "put", "app/x", "user=u", "password=Second-Pw-2"]).0);
+    let (ok, out, _) = run(&["secret", "history", "app/x"]);
+    assert!(ok && out.contains("active") && out.contains("previous"), "{out}");
+
+    // Triggers and rotation settings.
+    let (ok, _, err) = run(&["trigger", "create", "noop", "--type", "exec", "--config", "{\"command\":[\"false\"]}"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(&["trigger", "list"]);
+    assert!(ok && out.contains("noop"), "{out}");
+    let (ok, out, err) = run(&["rotation", "enable", "app/x", "--period", "30", "--trigger", "noop"]);
+    assert!(ok && out.contains("rotation enabled"), "{out}{err}");
+    assert!(run(&["rotation", "period", "app/x", "7"]).0);
+    let (ok, out, _) = run(&["secret", "show", "app/x", "--json"]);
+    assert!(ok && out.contains("\"autoRotationPeriod\": 7"), "{out}");
+    let (ok, _, _) = run(&["rotate", "app/x", "--wait"]);
+    assert!(!ok, "the noop function fails the job");
+    let (ok, out, _) = run(&["rotation", "jobs", "app/x"]);
+    assert!(ok && out.contains("FAILED"), "{out}");
+    let (ok, out, _) = run(&["rotation", "logs", "app/x"]);
+    assert!(ok && out.contains("dispatch"), "{out}");
+    let (ok, _, err) = run(&["trigger", "delete", "noop"]);
+    assert!(!ok && err.contains("unlink"), "{err}");
+    assert!(run(&["rotation", "disable", "app/x"]).0);
+    let (ok, _, err) = run(&["rotation", "rollback", "app/x"]);
+    assert!(ok, "{err} {:?}", run(&["rotation", "jobs", "app/x"]));
+    let (_, out, _) = run(&["secret", "get", "app/x", "--field", "password"]);
+    assert_eq!(out.trim(), "First-Pw-1", "rollback made previous active");
+
+    // Keys and audit.
+    let (ok, out, _) = run(&["key", "create", "--role", "reader", "--secrets", "app/*"]);
+    assert!(ok && out.contains("secret key:"), "{out}");
+    let ak = out.lines().next().unwrap().trim_start_matches("access key: ").trim().to_owned();
+    let (ok, out, _) = run(&["key", "list"]);
+    assert!(ok && out.contains(&ak) && out.contains("app/*"), "{out}");
+    assert!(run(&["key", "revoke", &ak]).0);
+    let (ok, out, _) = run(&["audit", "list", "--limit", "5"]);
+    assert!(ok && out.contains("RevokeAccessKey"), "{out}");
+    let (ok, out, _) = run(&["audit", "verify"]);
+    assert!(ok && out.contains("valid"), "{out}");
+
+    // run: the environment and the exit code.
+    let (ok, _, err) = run(&[
+        "run",
+        "--secret",
+        "app/x",
+        "--prefix",
+        "X_",
+        "--",
+        "sh",
+        "-c",
+        "test \"$X_PASSWORD\" = First-Pw-1 && exit 7",
+    ]);
+    assert!(!ok);
+    let code = Command::new(env!("CARGO_BIN_EXE_rotary"))
+        .args(["run", "--secret", "app/x", "--", "sh", "-c", "test \"$PASSWORD\" = First-Pw-1 && exit 7"])
+        .env("ROTARY_CONFIG_DIR", &cfg)
+        .status()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(7), "{err}");
+
+    // run: signals pass through, and --watch restarts on a new value.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rotary"))
+        .args(["run", "--secret", "app/x", "--watch", "1", "--", "sh", "-c"])
+        .arg("trap 'exit 42' TERM; echo \"start $PASSWORD\"; while true; do sleep 0.1; done")
+        .env("ROTARY_CONFIG_DIR", &cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "start First-Pw-1");
+    let admin = s.admin_with("CLIADMIN00000002", "cli-admin-secret-key-0002");
+    let (_, list, _) = run(&["secret", "list", "--json"]);
+    let id = serde_json::from_str::<serde_json::Value>(&list).unwrap()[0]["secretId"].as_str().unwrap().to_owned();
+    admin
+        .put(
+            &format!("/api/v1/secrets/{id}/values"),
+            &json!({"value": json!({"user": "u", "password": "Third-Pw-3"}).to_string()}),
+        )
+        .await
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "start Third-Pw-3", "--watch restarted the command with the new value");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert_eq!(child.wait().unwrap().code(), Some(42), "SIGTERM reached the command and its exit code came back");
+    s.stop();
+}

@@ -3,6 +3,7 @@
 //! message, and a non-zero exit code.
 
 pub mod format;
+pub mod more;
 pub mod profile;
 
 use std::io::{IsTerminal, Read};
@@ -75,6 +76,14 @@ pub enum SecretCmd {
     Delete { secret: String },
     /// Cancel a scheduled deletion.
     Restore { secret: String },
+    /// Change the memo.
+    Memo { secret: String, memo: String },
+    /// Make the values readable again.
+    Enable { secret: String },
+    /// Make the values unreadable (metadata stays).
+    Disable { secret: String },
+    /// Stored versions and the stages pointing at them (no values).
+    History { secret: String },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +138,7 @@ pub async fn resolve(c: &Client, name_or_id: &str) -> anyhow::Result<String> {
     }
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -246,6 +255,37 @@ pub async fn secret(g: &Global, cmd: SecretCmd) -> anyhow::Result<()> {
                     "{secret} is scheduled for deletion at {} (ms); `rotary secret restore {secret}` undoes it",
                     d["expectedDestroyDate"]
                 )
+            }
+        }
+        SecretCmd::Memo { secret, memo } => {
+            let id = resolve(&c, &secret).await?;
+            let d = c.put(&format!("/api/v1/secrets/{id}/memo"), &json!({"memo": memo})).await?.into_data()?;
+            if g.json { print_json(&d) } else { println!("memo of {secret} changed") }
+        }
+        SecretCmd::Enable { secret } => {
+            let id = resolve(&c, &secret).await?;
+            let d = c.post(&format!("/api/v1/secrets/{id}/enable"), &json!({})).await?.into_data()?;
+            if g.json { print_json(&d) } else { println!("{secret} enabled") }
+        }
+        SecretCmd::Disable { secret } => {
+            let id = resolve(&c, &secret).await?;
+            let d = c.post(&format!("/api/v1/secrets/{id}/disable"), &json!({})).await?.into_data()?;
+            if g.json { print_json(&d) } else { println!("{secret} disabled") }
+        }
+        SecretCmd::History { secret } => {
+            let id = resolve(&c, &secret).await?;
+            let d = c.get(&format!("/api/v1/secrets/{id}/versions")).await?.into_data()?;
+            if g.json {
+                print_json(&d["versionList"]);
+            } else {
+                println!("{:<8} {:<15} STAGES", "VERSION", "CREATED (ms)");
+                for v in d["versionList"].as_array().cloned().unwrap_or_default() {
+                    let stages: Vec<&str> = v["stages"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    println!("{:<8} {:<15} {}", v["version"], v["createDate"], stages.join(","));
+                }
             }
         }
         SecretCmd::Restore { secret } => {
