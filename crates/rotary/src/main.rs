@@ -96,9 +96,40 @@ enum Command {
         #[arg(long, default_value = "")]
         exclude_characters: String,
         #[arg(long)]
-        no_space: bool,
+        exclude_numbers: bool,
         #[arg(long)]
-        no_punctuation: bool,
+        exclude_punctuation: bool,
+        #[arg(long)]
+        exclude_uppercase: bool,
+        #[arg(long)]
+        exclude_lowercase: bool,
+        /// Leave out the space (NCP's default includes it).
+        #[arg(long)]
+        no_space: bool,
+        /// Do not require one character of each included type.
+        #[arg(long)]
+        no_require_each: bool,
+    },
+    /// Retry a failed rotation (same as `rotation retry`).
+    #[command(after_help = "Examples:\n  rotary retry app/db")]
+    Retry { secret: String },
+    /// Cancel the open rotation job (same as `rotation cancel`).
+    #[command(after_help = "Examples:\n  rotary cancel app/db")]
+    Cancel { secret: String },
+    /// active ← previous (same as `rotation rollback`).
+    #[command(after_help = "Examples:\n  rotary rollback app/db")]
+    Rollback { secret: String },
+    /// Rotation jobs of a secret (same as `rotation jobs`).
+    #[command(after_help = "Examples:\n  rotary jobs app/db")]
+    Jobs { secret: String },
+    /// Rotation job log (same as `rotation logs`).
+    #[command(after_help = "Examples:\n  rotary logs app/db --follow")]
+    Logs {
+        secret: String,
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        keyword: Option<String>,
     },
     /// Shell completions.
     #[command(after_help = "Examples:\n  rotary completions bash > /etc/bash_completion.d/rotary")]
@@ -124,15 +155,42 @@ fn main() -> std::process::ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Command::GenPassword { length, exclude_characters, no_space, no_punctuation } => {
+        Command::GenPassword {
+            length,
+            exclude_characters,
+            exclude_numbers,
+            exclude_punctuation,
+            exclude_uppercase,
+            exclude_lowercase,
+            no_space,
+            no_require_each,
+        } => {
             let policy = rotary_core::password::PasswordPolicy {
                 length,
                 exclude_characters,
+                exclude_numbers,
+                exclude_punctuation,
+                exclude_uppercase,
+                exclude_lowercase,
                 include_space: !no_space,
-                exclude_punctuation: no_punctuation,
-                ..Default::default()
+                require_each_included_type: !no_require_each,
             };
             policy.generate().map(|p| println!("{}", p.expose_secret())).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        Command::Retry { secret } => {
+            client_rt(cli::more::rotation(&cli.global, cli::more::RotationCmd::Retry { secret }))
+        }
+        Command::Cancel { secret } => {
+            client_rt(cli::more::rotation(&cli.global, cli::more::RotationCmd::Cancel { secret }))
+        }
+        Command::Rollback { secret } => {
+            client_rt(cli::more::rotation(&cli.global, cli::more::RotationCmd::Rollback { secret }))
+        }
+        Command::Jobs { secret } => {
+            client_rt(cli::more::rotation(&cli.global, cli::more::RotationCmd::Jobs { secret }))
+        }
+        Command::Logs { secret, follow, keyword } => {
+            client_rt(cli::more::rotation(&cli.global, cli::more::RotationCmd::Logs { secret, follow, keyword }))
         }
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -217,5 +275,31 @@ async fn shutdown_signal() {
             _ = ctrl_c => {}
             _ = term.recv() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command a user can run has `--help` with examples.
+    #[test]
+    fn every_command_has_examples() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let subs: Vec<_> = cmd.get_subcommands().filter(|s| s.get_name() != "help").collect();
+            if subs.is_empty() {
+                if !cmd.get_after_help().is_some_and(|h| h.to_string().contains("Examples:")) {
+                    missing.push(path);
+                }
+            } else {
+                for s in subs {
+                    walk(s, &path, missing);
+                }
+            }
+        }
+        let mut missing = vec![];
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "commands without examples: {missing:?}");
     }
 }

@@ -476,6 +476,37 @@ async fn the_cli_covers_rotation_triggers_keys_audit_and_run() {
     let (_, out, _) = run(&["secret", "get", "app/x", "--field", "password"]);
     assert_eq!(out.trim(), "First-Pw-1", "rollback made previous active");
 
+    // Top-level cancel and retry, with a function that takes its time.
+    assert!(run(&["trigger", "create", "slow", "--type", "exec", "--config", "{\"command\":[\"sleep\",\"30\"]}"]).0);
+    assert!(run(&["rotation", "enable", "app/x", "--period", "30", "--trigger", "slow"]).0);
+    assert!(run(&["rotate", "app/x"]).0);
+    let (ok, out, err) = run(&["cancel", "app/x"]);
+    assert!(ok && out.contains("cancelled"), "{out}{err}");
+    let (ok, out, err) = run(&["retry", "app/x"]);
+    assert!(ok && out.contains("retry queued"), "{out}{err}");
+    assert!(run(&["cancel", "app/x"]).0);
+    let (ok, out, _) = run(&["jobs", "app/x"]);
+    assert!(ok && out.matches("CANCELLED").count() == 2, "{out}");
+    assert!(run(&["logs", "app/x"]).0);
+    assert!(run(&["rotation", "disable", "app/x"]).0);
+
+    // Values from a file and from stdin.
+    let f = tmp.path().join("v.json");
+    std::fs::write(&f, "{\"token\":\"From-File-1\"}").unwrap();
+    assert!(run(&["secret", "create", "app/file", "--from-file", f.to_str().unwrap()]).0);
+    assert_eq!(run(&["secret", "get", "app/file", "--field", "token"]).1.trim(), "From-File-1");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rotary"))
+        .args(["secret", "create", "app/stdin"])
+        .env("ROTARY_CONFIG_DIR", &cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"{\"token\":\"From-Stdin-1\"}").unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(run(&["secret", "get", "app/stdin", "--field", "token"]).1.trim(), "From-Stdin-1");
+
     // Keys and audit.
     let (ok, out, _) = run(&["key", "create", "--role", "reader", "--secrets", "app/*"]);
     assert!(ok && out.contains("secret key:"), "{out}");

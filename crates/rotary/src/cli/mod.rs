@@ -43,9 +43,13 @@ pub enum SecretCmd {
         memo: Option<String>,
     },
     /// List secrets.
-    #[command(alias = "ls")]
+    #[command(
+        alias = "ls",
+        after_help = "Examples:\n  rotary secret list\n  rotary secret list --json | jq -r '.[].secretName'"
+    )]
     List,
     /// Details of a secret (values masked).
+    #[command(after_help = "Examples:\n  rotary secret show app/db")]
     Show { secret: String },
     /// Print a secret's value.
     #[command(
@@ -65,6 +69,9 @@ pub enum SecretCmd {
         prefix: String,
     },
     /// Set a new active value (the old one becomes previous).
+    #[command(
+        after_help = "Examples:\n  rotary secret put app/db host=db port=5432 user=app password=n3w\n  rotary secret put app/db --from-file db.json"
+    )]
     Put {
         secret: String,
         pairs: Vec<String>,
@@ -72,17 +79,22 @@ pub enum SecretCmd {
         from_file: Option<std::path::PathBuf>,
     },
     /// Schedule deletion (recoverable with `restore` during the window).
-    #[command(alias = "rm")]
+    #[command(alias = "rm", after_help = "Examples:\n  rotary secret delete app/old")]
     Delete { secret: String },
     /// Cancel a scheduled deletion.
+    #[command(after_help = "Examples:\n  rotary secret restore app/old")]
     Restore { secret: String },
     /// Change the memo.
+    #[command(after_help = "Examples:\n  rotary secret memo app/db 'primary database, owner: team-a'")]
     Memo { secret: String, memo: String },
     /// Make the values readable again.
+    #[command(after_help = "Examples:\n  rotary secret enable app/db")]
     Enable { secret: String },
     /// Make the values unreadable (metadata stays).
+    #[command(after_help = "Examples:\n  rotary secret disable app/db")]
     Disable { secret: String },
     /// Stored versions and the stages pointing at them (no values).
+    #[command(after_help = "Examples:\n  rotary secret history app/db")]
     History { secret: String },
 }
 
@@ -316,6 +328,9 @@ pub async fn rotate(g: &Global, secret: &str, wait: bool) -> anyhow::Result<()> 
         return Ok(());
     }
     let mut shown = 0;
+    let tty = std::io::stdout().is_terminal() && !g.json;
+    let frames = ['|', '/', '-', '\\'];
+    let mut frame = 0;
     loop {
         let logs = c.get(&format!("/api/v1/secrets/{id}/logs?pageSize=20")).await?.into_data()?;
         let Some(j) =
@@ -324,6 +339,9 @@ pub async fn rotate(g: &Global, secret: &str, wait: bool) -> anyhow::Result<()> 
             bail!("the job {job_id} vanished");
         };
         let steps = j["steps"].as_array().cloned().unwrap_or_default();
+        if tty && steps.len() > shown {
+            print!("\r\x1b[K");
+        }
         if !g.json {
             for s in steps.iter().skip(shown) {
                 println!(
@@ -337,6 +355,9 @@ pub async fn rotate(g: &Global, secret: &str, wait: bool) -> anyhow::Result<()> 
         shown = steps.len();
         match j["status"].as_str().unwrap_or_default() {
             "SUCCEEDED" => {
+                if tty {
+                    print!("\r\x1b[K");
+                }
                 if g.json {
                     print_json(&j)
                 } else {
@@ -354,7 +375,15 @@ pub async fn rotate(g: &Global, secret: &str, wait: bool) -> anyhow::Result<()> 
                     j["error"].as_str().unwrap_or_default()
                 );
             }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
+            status => {
+                if tty {
+                    // A progress line on a terminal; plain step lines otherwise.
+                    print!("\r{} {}", frames[frame % frames.len()], status.to_lowercase());
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                    frame += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await
+            }
         }
     }
 }

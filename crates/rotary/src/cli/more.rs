@@ -24,16 +24,22 @@ pub enum RotationCmd {
         trigger: String,
     },
     /// Turn automatic rotation off.
+    #[command(after_help = "Examples:\n  rotary rotation disable app/db")]
     Disable { secret: String },
     /// Change the period (days); re-plans, never rotates by itself.
+    #[command(after_help = "Examples:\n  rotary rotation period app/db 7")]
     Period { secret: String, days: i64 },
     /// Retry a failed rotation.
+    #[command(after_help = "Examples:\n  rotary rotation retry app/db")]
     Retry { secret: String },
     /// Cancel the open rotation job (its function is stopped; pending is kept).
+    #[command(after_help = "Examples:\n  rotary rotation cancel app/db")]
     Cancel { secret: String },
     /// active ← previous (external functions only).
+    #[command(after_help = "Examples:\n  rotary rotation rollback app/db")]
     Rollback { secret: String },
     /// The secret's rotation jobs.
+    #[command(after_help = "Examples:\n  rotary rotation jobs app/db --json")]
     Jobs { secret: String },
     /// The job log; --follow keeps printing new steps.
     #[command(after_help = "Examples:\n  rotary rotation logs app/db --follow")]
@@ -61,11 +67,12 @@ pub enum TriggerCmd {
         #[arg(long, default_value = "{}")]
         params: String,
     },
-    #[command(alias = "ls")]
+    /// List triggers and how many secrets use each.
+    #[command(alias = "ls", after_help = "Examples:\n  rotary trigger list")]
     List,
-    Delete {
-        trigger: String,
-    },
+    /// Delete a trigger no secret uses.
+    #[command(after_help = "Examples:\n  rotary trigger delete old-rotator")]
+    Delete { trigger: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,21 +88,24 @@ pub enum KeyCmd {
         #[arg(long)]
         description: Option<String>,
     },
-    #[command(alias = "ls")]
+    /// List access keys (never their secret keys).
+    #[command(alias = "ls", after_help = "Examples:\n  rotary key list")]
     List,
-    Revoke {
-        access_key: String,
-    },
+    /// Revoke an access key.
+    #[command(after_help = "Examples:\n  rotary key revoke AK2Y…")]
+    Revoke { access_key: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
     /// Newest audit records.
+    #[command(after_help = "Examples:\n  rotary audit list --limit 20")]
     List {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
     /// Check the hash chain; exits non-zero when it is broken.
+    #[command(after_help = "Examples:\n  rotary audit verify")]
     Verify,
 }
 
