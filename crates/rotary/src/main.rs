@@ -72,6 +72,9 @@ enum Command {
         /// Prefix for the variable names (keys are upper-cased, other characters become _).
         #[arg(long, default_value = "")]
         prefix: String,
+        /// Name a variable yourself: KEY=NAME (repeatable; overrides the prefix for that key).
+        #[arg(long = "name", value_name = "KEY=NAME")]
+        names: Vec<String>,
         /// Restart the command when a rotation changes an active value; checks every N seconds.
         #[arg(long, value_name = "SECONDS")]
         watch: Option<u64>,
@@ -149,8 +152,8 @@ fn main() -> std::process::ExitCode {
         Command::Trigger(cmd) => client_rt(cli::more::trigger(&cli.global, cmd)),
         Command::Key(cmd) => client_rt(cli::more::key(&cli.global, cmd)),
         Command::Audit(cmd) => client_rt(cli::more::audit(&cli.global, cmd)),
-        Command::Run { secrets, prefix, watch, command } => {
-            match client_rt_value(cli::more::run(&cli.global, &secrets, &prefix, watch, &command)) {
+        Command::Run { secrets, prefix, names, watch, command } => {
+            match client_rt_value(cli::more::run(&cli.global, &secrets, &prefix, &names, watch, &command)) {
                 Ok(code) => return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
                 Err(e) => Err(e),
             }

@@ -540,6 +540,37 @@ async fn the_cli_covers_rotation_triggers_keys_audit_and_run() {
         .code();
     assert_eq!(code, Some(7), "{err}");
 
+    let code = Command::new(env!("CARGO_BIN_EXE_rotary"))
+        .args([
+            "run",
+            "--secret",
+            "app/x",
+            "--name",
+            "password=PGPASSWORD",
+            "--",
+            "sh",
+            "-c",
+            "test \"$PGPASSWORD\" = First-Pw-1",
+        ])
+        .env("ROTARY_CONFIG_DIR", &cfg)
+        .status()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(0), "--name maps a key to a variable");
+
+    // logs --follow keeps printing.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_rotary"))
+        .args(["logs", "app/x", "--follow"])
+        .env("ROTARY_CONFIG_DIR", &cfg)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(follow.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    assert!(first.contains("job-"), "{first}");
+    assert!(follow.try_wait().unwrap().is_none(), "--follow keeps running");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
     // run: signals pass through, and --watch restarts on a new value.
     let mut child = Command::new(env!("CARGO_BIN_EXE_rotary"))
         .args(["run", "--secret", "app/x", "--watch", "1", "--", "sh", "-c"])

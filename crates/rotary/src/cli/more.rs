@@ -378,10 +378,16 @@ pub async fn run(
     g: &Global,
     secrets: &[String],
     prefix: &str,
+    names: &[String],
     watch: Option<u64>,
     cmd: &[String],
 ) -> anyhow::Result<i32> {
     let c = profile::client(&g.profile)?;
+    let mut renames = std::collections::HashMap::new();
+    for n in names {
+        let (k, v) = n.split_once('=').with_context(|| format!("--name {n:?} is not KEY=NAME"))?;
+        renames.insert(k.to_owned(), v.to_owned());
+    }
     let (program, args) = cmd.split_first().context("give the command after --")?;
     let mut ids = vec![];
     for s in secrets {
@@ -395,7 +401,8 @@ pub async fn run(
             versions.push(d["version"].as_i64().unwrap_or_default());
             let map: serde_json::Map<String, Value> = serde_json::from_str(d["value"].as_str().unwrap_or("{}"))?;
             for (k, v) in map {
-                env.push((super::format::env_name(prefix, &k), v.as_str().unwrap_or_default().to_owned()));
+                let name = renames.get(&k).cloned().unwrap_or_else(|| super::format::env_name(prefix, &k));
+                env.push((name, v.as_str().unwrap_or_default().to_owned()));
             }
         }
         Ok((env, versions))
