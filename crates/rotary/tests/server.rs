@@ -599,3 +599,48 @@ async fn the_cli_covers_rotation_triggers_keys_audit_and_run() {
     assert_eq!(child.wait().unwrap().code(), Some(42), "SIGTERM reached the command and its exit code came back");
     s.stop();
 }
+
+/// `rotary login` prompts on the terminal for the secret key and does not echo it.
+#[test]
+fn login_prompts_for_the_secret_key_without_echo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("cfg");
+    let script = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], ["rotary", "login", "--endpoint", "http://127.0.0.1:1", "--access-key", "AKPROMPT"])
+out = b""
+deadline = time.time() + 20
+while b"secret key:" not in out and time.time() < deadline:
+    out += os.read(fd, 1000)
+# Type only once the prompt has turned echo off, as a person would.
+import termios
+while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < deadline:
+    time.sleep(0.01)
+os.write(fd, b"Typed-Secret-Key-123\n")
+try:
+    while True:
+        d = os.read(fd, 1000)
+        if not d:
+            break
+        out += d
+except OSError:
+    pass
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_rotary")])
+        .env("ROTARY_CONFIG_DIR", &cfg)
+        .env_remove("ROTARY_SECRET_KEY")
+        .env_remove("ROTARY_ENDPOINT")
+        .env_remove("ROTARY_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("secret key:") && text.contains("saved profile"), "{text}");
+    assert!(!text.contains("Typed-Secret-Key-123"), "the secret key was echoed: {text}");
+    assert_eq!(std::fs::read_to_string(cfg.join("default.secret")).unwrap().trim(), "Typed-Secret-Key-123");
+    assert_eq!(std::fs::metadata(cfg.join("default.secret")).unwrap().permissions().mode() & 0o777, 0o600);
+}
