@@ -409,6 +409,8 @@ async fn the_cli_logs_in_manages_secrets_renders_formats_and_reports_failures() 
     assert!(ok && out.trim_end().chars().count() == 20 && !out.trim_end().contains(' '));
     let (ok, out, _) = cli(&cfg, &["completions", "bash"]);
     assert!(ok && out.contains("rotary"));
+    let (ok, _, err) = cli(&cfg, &["secret", "create", "app/oops", "Bare-Value-Not-Echoed"]);
+    assert!(!ok && err.contains("argument 1 is not KEY=VALUE") && !err.contains("Bare-Value"), "{err}");
     let (ok, _, err) = cli(&cfg, &["secret", "get", "nope"]);
     assert!(!ok && err.contains("no secret named"), "{err}");
     let (ok, _, err) = cli(&tmp.path().join("empty"), &["secret", "list"]);

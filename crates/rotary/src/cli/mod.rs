@@ -126,9 +126,9 @@ fn read_value(pairs: &[String], from_file: Option<&std::path::Path>) -> anyhow::
         return Ok(SecretString::from(s));
     }
     let mut map = Map::new();
-    for p in pairs {
-        let (k, v) =
-            p.split_once('=').with_context(|| format!("{:?} is not KEY=VALUE", p.split('=').next().unwrap_or("")))?;
+    for (i, p) in pairs.iter().enumerate() {
+        // Never echo the argument: without its '=' it may be a bare value.
+        let (k, v) = p.split_once('=').with_context(|| format!("argument {} is not KEY=VALUE", i + 1))?;
         map.insert(k.to_owned(), Value::String(v.to_owned()));
     }
     Ok(SecretString::from(Value::Object(map).to_string()))
