@@ -1,5 +1,6 @@
-//! The embedded SQLite store: one file in the data directory, WAL mode,
-//! `synchronous=FULL` (a committed secret survives power loss).
+//! The embedded SQLite store: one file in the data directory, WAL mode, and
+//! group commit (see [`crate::durable`]): no write is acknowledged before it
+//! is on disk, so a committed secret survives power loss.
 //!
 //! Writes go through a pool of exactly one connection, so SQLite never has to
 //! upgrade a read lock under contention (no `SQLITE_BUSY` deadlocks) and the
@@ -20,6 +21,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+
+use crate::durable::GroupSync;
 
 const SCHEMA: &str = include_str!("schema.sql");
 const AUDIT_HEAD: &str = "audit_head";
@@ -42,6 +45,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     chain: Arc<AuditChain>,
     opts: SqliteOptions,
+    sync: Arc<GroupSync>,
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -64,14 +68,26 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(base.clone()).await.map_err(backend)?;
+        // The writer leaves flushing to the group commit; readers never write.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.clone().synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(backend)?;
         sqlx::raw_sql(SCHEMA).execute(&writer).await.map_err(backend)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let sync = Arc::new(GroupSync::new(wal.into()));
+        sync.sync().await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(opts.read_connections.max(1))
             .connect_with(base.read_only(true))
             .await
             .map_err(backend)?;
-        Ok(Self { writer, reader, chain, opts })
+        Ok(Self { writer, reader, chain, opts, sync })
     }
 
     pub async fn close(&self) {
@@ -206,6 +222,17 @@ impl SqliteStore {
 
     async fn begin(&self) -> Result<Transaction<'_, Sqlite>, StoreError> {
         self.writer.begin().await.map_err(backend)
+    }
+
+    /// Commits and waits until the commit is on disk (group commit).
+    async fn finish(&self, tx: Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+        tx.commit().await.map_err(backend)?;
+        self.sync.sync().await
+    }
+
+    /// WAL flushes so far; fewer than commits when commits overlap.
+    pub fn flushes(&self) -> u64 {
+        self.sync.flushes()
     }
 }
 
@@ -366,6 +393,7 @@ impl SecretStore for SqliteStore {
             .execute(&self.writer)
             .await
             .map_err(backend)?;
+        self.sync.sync().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -394,7 +422,7 @@ impl SecretStore for SqliteStore {
             .execute(&self.writer)
             .await
             .map_err(backend)?;
-        Ok(())
+        self.sync.sync().await
     }
 
     async fn create_secret(
@@ -408,7 +436,7 @@ impl SecretStore for SqliteStore {
         bind_secret(sqlx::query(&sql), row)?.execute(&mut *tx).await.map_err(backend)?;
         insert_versions(&mut tx, versions).await?;
         self.append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)
+        self.finish(tx).await
     }
 
     async fn get_secret(&self, id: &str) -> Result<Option<SecretRow>, StoreError> {
@@ -467,7 +495,7 @@ impl SecretStore for SqliteStore {
             return Ok(false); // dropping tx rolls back
         }
         self.append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)?;
+        self.finish(tx).await?;
         Ok(true)
     }
 
@@ -557,7 +585,7 @@ impl SecretStore for SqliteStore {
         if let Some(a) = b.audit {
             self.append_in(&mut tx, a).await?;
         }
-        tx.commit().await.map_err(backend)
+        self.finish(tx).await
     }
 
     async fn insert_trigger(&self, row: &TriggerRow, audit: &AuditDraft) -> Result<(), StoreError> {
@@ -576,7 +604,7 @@ impl SecretStore for SqliteStore {
         .await
         .map_err(backend)?;
         self.append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)
+        self.finish(tx).await
     }
 
     async fn delete_trigger(&self, id: &str, audit: &AuditDraft) -> Result<bool, StoreError> {
@@ -594,7 +622,7 @@ impl SecretStore for SqliteStore {
             return Ok(false);
         }
         self.append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)?;
+        self.finish(tx).await?;
         Ok(true)
     }
 
@@ -778,7 +806,7 @@ impl SecretStore for SqliteStore {
         if let Some(a) = audit {
             self.append_in(&mut tx, a).await?;
         }
-        tx.commit().await.map_err(backend)
+        self.finish(tx).await
     }
 
     async fn get_access_key(&self, access_key: &str) -> Result<Option<AccessKeyRow>, StoreError> {
@@ -810,14 +838,14 @@ impl SecretStore for SqliteStore {
             return Ok(false);
         }
         self.append_in(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend)?;
+        self.finish(tx).await?;
         Ok(true)
     }
 
     async fn append_audit(&self, draft: &AuditDraft) -> Result<AuditRow, StoreError> {
         let mut tx = self.begin().await?;
         let row = self.append_in(&mut tx, draft).await?;
-        tx.commit().await.map_err(backend)?;
+        self.finish(tx).await?;
         Ok(row)
     }
 
