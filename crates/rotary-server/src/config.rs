@@ -24,6 +24,7 @@ const ENV_KEYS: &[&str] = &[
     "rotation_retry_base_secs",
     "rotation_retry_cap_secs",
     "rotation_timeout_secs",
+    "rotation_max_concurrent",
 ];
 
 #[derive(Deserialize)]
@@ -63,6 +64,9 @@ pub struct Config {
     pub rotation_retry_cap_secs: i64,
     /// Job timeout when the trigger sets no `timeoutSeconds`.
     pub rotation_timeout_secs: i64,
+    /// Rotations run at once by this server (built-in rotators and
+    /// functions); due jobs beyond it wait queued for a free slot.
+    pub rotation_max_concurrent: usize,
 }
 
 impl Default for Config {
@@ -82,6 +86,7 @@ impl Default for Config {
             rotation_retry_base_secs: 30,
             rotation_retry_cap_secs: 600,
             rotation_timeout_secs: 300,
+            rotation_max_concurrent: 16,
         }
     }
 }
@@ -140,6 +145,9 @@ impl Config {
         }
         if !(10..=3_600_000).contains(&self.scheduler_interval_ms) {
             anyhow::bail!("scheduler_interval_ms must be 10-3600000");
+        }
+        if !(1..=1000).contains(&self.rotation_max_concurrent) {
+            anyhow::bail!("rotation_max_concurrent must be 1-1000");
         }
         Ok(())
     }

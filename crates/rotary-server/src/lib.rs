@@ -77,7 +77,8 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
     }
     let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let runner = Arc::new(rotary_rotators::Runner::new(state.rotation.clone(), endpoint));
-    tokio::spawn(scheduler(state.clone(), runner, Duration::from_millis(cfg.scheduler_interval_ms), rx.clone()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.rotation_max_concurrent));
+    tokio::spawn(scheduler(state.clone(), runner, Duration::from_millis(cfg.scheduler_interval_ms), slots, rx.clone()));
 
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -101,22 +102,29 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
 
 /// The scheduler: on every interval (or when woken), one rotation tick —
 /// time out overdue jobs, queue due rotations, dispatch queued jobs to the
-/// runner — and once a minute, destroy secrets whose recovery window ended.
+/// runner, no more than `slots` at once — and once a minute, destroy secrets
+/// whose recovery window ended. A finished run wakes the loop, so a queued job
+/// takes a freed slot at once.
 async fn scheduler(
     state: state::AppState,
     runner: Arc<rotary_rotators::Runner>,
     interval: Duration,
+    slots: Arc<tokio::sync::Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
     loop {
-        match state.rotation.tick().await {
+        match state.rotation.tick(slots.available_permits()).await {
             Ok(dispatches) => {
                 for d in dispatches {
+                    // Only this loop takes permits, and it asked for no more
+                    // than were free, so this does not wait.
+                    let Ok(permit) = slots.clone().acquire_owned().await else { break };
                     let runner = runner.clone();
                     let wake = state.wake.clone();
                     tokio::spawn(async move {
                         runner.run(d).await;
+                        drop(permit);
                         wake.notify_one();
                     });
                 }

@@ -702,10 +702,11 @@ impl RotationService {
     }
 
     /// One scheduler pass: time out overdue jobs, queue due scheduled
-    /// rotations, and dispatch queued jobs whose time has come (returned for
-    /// the caller to run). Safe to run concurrently and on several nodes: every
+    /// rotations, and dispatch at most `max_dispatch` queued jobs whose time
+    /// has come (returned for the caller to run; the others stay queued for a
+    /// later pass). Safe to run concurrently and on several nodes: every
     /// change is a compare-and-swap or guarded by the one-open-job index.
-    pub async fn tick(&self) -> Result<Vec<Dispatch>, CoreError> {
+    pub async fn tick(&self, max_dispatch: usize) -> Result<Vec<Dispatch>, CoreError> {
         let now = self.clock.now_ms();
         for job in self.store.jobs_overdue(now, 100).await? {
             let secs = job.deadline_at.zip(job.started_at).map(|(d, s)| (d - s) / 1000).unwrap_or_default();
@@ -720,7 +721,11 @@ impl RotationService {
             }
         }
         let mut out = vec![];
-        for job in self.store.jobs_to_dispatch(now, 50).await? {
+        if max_dispatch == 0 {
+            return Ok(out);
+        }
+        let limit = i64::try_from(max_dispatch.min(50)).unwrap_or(50);
+        for job in self.store.jobs_to_dispatch(now, limit).await? {
             match self.dispatch(job, now).await {
                 Ok(Some(d)) => out.push(d),
                 Ok(None) => {}

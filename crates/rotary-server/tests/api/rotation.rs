@@ -591,3 +591,53 @@ async fn trigger_configs_are_checked_and_failing_urls_fail_at_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn no_more_rotations_run_at_once_than_rotation_max_concurrent() {
+    let clock = Arc::new(OffsetClock::default());
+    let app = spawn_app_with(
+        |c| {
+            c.scheduler_interval_ms = 50;
+            c.rotation_max_attempts = 1;
+            c.rotation_max_concurrent = 2;
+        },
+        clock.clone(),
+    )
+    .await;
+    let dir = app.dir.path().join("slots");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Each run marks that it started, then waits until the test releases it.
+    let script =
+        format!("touch {d}/$secretId.started; while [ ! -e {d}/release ]; do sleep 0.05; done", d = dir.display());
+    let body =
+        json!({"name": "slow", "type": "exec", "config": {"command": ["sh", "-c", script], "timeoutSeconds": 60}});
+    let trigger = app.admin.post("/api/v1/triggers", &body).await.unwrap().into_data().unwrap()["triggerId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ids = vec![];
+    for i in 0..5 {
+        let id = app.admin.create_secret(&format!("slot-{i}"), &json!({"password": "Pw-Slot"}), &["password"]).await;
+        let id = id.unwrap();
+        let r = app.admin.put(&format!("/api/v1/secrets/{id}/triggers"), &json!({"triggerId": trigger})).await;
+        assert_eq!(r.unwrap().status, 200);
+        let r = app.admin.post(&format!("/api/v1/secrets/{id}/rotation"), &json!({})).await.unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        ids.push(id);
+    }
+    let started = || ids.iter().filter(|id| dir.join(format!("{id}.started")).exists()).count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while started() < 2 {
+        assert!(Instant::now() < deadline, "the first two rotations never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Many scheduler passes later, still only two run; the rest wait queued.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(started(), 2, "more rotations than rotation_max_concurrent ran at once");
+    std::fs::write(dir.join("release"), b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started() < ids.len() {
+        assert!(Instant::now() < deadline, "queued rotations never got a free slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
