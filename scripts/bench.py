@@ -139,7 +139,7 @@ class Rotary:
     def start(self, logfile):
         """Starts the server; returns seconds until the first authenticated request succeeded."""
         t0 = time.perf_counter()
-        self.proc = start([ROTARY, "server"], env=self.env, cwd=self.data_dir + "/..", logfile=logfile)
+        self.proc = start([ROTARY, "server"], env=self.env, cwd=os.path.dirname(self.data_dir), logfile=logfile)
         path = "/api/v1/secrets?pageNo=1&pageSize=1"
         while True:
             if self.proc.poll() is not None:

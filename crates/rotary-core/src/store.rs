@@ -228,6 +228,11 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Removes the secret and all its versions; false if it did not exist.
     async fn delete_secret(&self, id: &str, audit: &AuditDraft) -> Result<bool, StoreError>;
     async fn get_versions(&self, secret_id: &str, versions: &[i64]) -> Result<Vec<VersionRow>, StoreError>;
+    /// Drops whatever the store keeps cached, so that the next read goes to
+    /// the database. Called when stored data failed an integrity check (a
+    /// row that does not open must not keep failing from a cache once it is
+    /// repaired). Stores without a cache need not implement it.
+    fn forget_cached(&self) {}
     /// Every stored version, newest first.
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>, StoreError>;
     /// Ids of secrets in `REVOKE` whose recovery window ended at or before `now`.

@@ -11,8 +11,7 @@ mod signature;
 pub use seal::{FORMAT_V1, HEADER_LEN, Key, aad, key_id_of, open, seal};
 pub use signature::{sign_v2, verify_v2};
 
-use rand::Rng;
-use rand::distributions::Alphanumeric;
+use rand::RngCore;
 use rand::rngs::OsRng;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,12 +29,31 @@ pub enum CryptoError {
 
 /// A random string of ASCII letters and digits from the OS CSPRNG.
 pub fn random_alnum(len: usize) -> String {
-    OsRng.sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", len)
 }
 
-/// A random string over `set` (ASCII) from the OS CSPRNG, without modulo bias.
+/// A random string over `set` (1–256 ASCII bytes) from the OS CSPRNG, without
+/// modulo bias: random bytes are read from the OS in blocks (one system call
+/// for most strings, not one per character) and a byte is used only if it is
+/// below the largest multiple of the set's size.
 pub fn random_from(set: &[u8], len: usize) -> String {
-    (0..len).map(|_| set[OsRng.gen_range(0..set.len())] as char).collect()
+    assert!(!set.is_empty() && set.len() <= 256, "random_from: the set must have 1-256 characters");
+    let n = set.len();
+    let limit = 256 - 256 % n; // accept bytes in [0, limit)
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 128];
+    while out.len() < len {
+        OsRng.fill_bytes(&mut buf);
+        for &b in &buf {
+            if out.len() == len {
+                break;
+            }
+            if usize::from(b) < limit {
+                out.push(char::from(set[usize::from(b) % n]));
+            }
+        }
+    }
+    out
 }
 
 /// A new NCP-style access key id: 20 upper-case letters and digits.
@@ -51,4 +69,27 @@ pub fn new_secret_id() -> String {
 /// A new secret key: 40 letters and digits (≈238 bits).
 pub fn new_secret_key() -> secrecy::SecretString {
     random_alnum(40).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_strings_use_only_their_set_have_their_length_and_cover_it_evenly() {
+        let set = b"abc"; // 256 % 3 != 0: rejection sampling matters
+        let s = random_from(set, 300_000);
+        assert_eq!(s.len(), 300_000);
+        for c in set {
+            let n = s.bytes().filter(|b| b == c).count();
+            // Each within 2% of a third (about 7 standard deviations).
+            assert!((98_000..=102_000).contains(&n), "{} appears {n} times", char::from(*c));
+        }
+        assert!(s.bytes().all(|b| set.contains(&b)));
+        let a = random_alnum(1000);
+        assert!(a.len() == 1000 && a.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(random_alnum(40), random_alnum(40));
+        assert_eq!(random_from(b"x", 5), "xxxxx");
+        assert_eq!(random_alnum(0), "");
+    }
 }

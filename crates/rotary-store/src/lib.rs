@@ -2,6 +2,7 @@
 //! PostgreSQL (multi-node) will sit beside it and run the same
 //! [`conformance`] suite.
 
+mod cache;
 mod durable;
 mod sqlite;
 

@@ -46,6 +46,8 @@ pub struct SqliteStore {
     chain: Arc<AuditChain>,
     opts: SqliteOptions,
     sync: Arc<GroupSync>,
+    cache: crate::cache::ReadCache,
+    audit_tx: tokio::sync::mpsc::Sender<crate::cache::AuditJob>,
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -87,7 +89,9 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await
             .map_err(backend)?;
-        Ok(Self { writer, reader, chain, opts, sync })
+        let (audit_tx, audit_rx) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(audit_batcher(writer.clone(), chain.clone(), sync.clone(), audit_rx));
+        Ok(Self { writer, reader, chain, opts, sync, cache: crate::cache::ReadCache::default(), audit_tx })
     }
 
     pub async fn close(&self) {
@@ -96,43 +100,8 @@ impl SqliteStore {
     }
 
     async fn append_in(&self, tx: &mut Transaction<'_, Sqlite>, d: &AuditDraft) -> Result<AuditRow, StoreError> {
-        let head: Option<(i64, Vec<u8>)> = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?
-            .map(|r| (r.get(0), r.get(1)));
-        let (prev_seq, prev_hash) = head.unwrap_or((0, GENESIS.to_vec()));
-        let seq = prev_seq + 1;
-        let hash = self.chain.link(&prev_hash, seq, d);
-        sqlx::query(
-            "INSERT INTO audit (seq, ts, access_key, action, secret_id, result, client_address, request_id, prev_hash, hash)
-             VALUES (?,?,?,?,?,?,?,?,?,?)",
-        )
-        .bind(seq)
-        .bind(d.timestamp)
-        .bind(&d.access_key)
-        .bind(&d.action)
-        .bind(&d.secret_id)
-        .bind(&d.result)
-        .bind(&d.client_address)
-        .bind(&d.request_id)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        let mut marker = seq.to_be_bytes().to_vec();
-        marker.extend_from_slice(&hash);
-        marker.extend_from_slice(&self.chain.head_mac(seq, &hash));
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(AUDIT_HEAD)
-        .bind(&marker)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        Ok(AuditRow { seq, draft: d.clone(), prev_hash, hash })
+        let mut rows = append_many_in(tx, &self.chain, std::slice::from_ref(d)).await?;
+        rows.pop().ok_or_else(|| StoreError::Corrupt("audit append returned no row".into()))
     }
 
     async fn update_secret_in(
@@ -224,9 +193,12 @@ impl SqliteStore {
         self.writer.begin().await.map_err(backend)
     }
 
-    /// Commits and waits until the commit is on disk (group commit).
+    /// Commits and waits until the commit is on disk (group commit). Every
+    /// committed write empties the read cache before it is acknowledged.
     async fn finish(&self, tx: Transaction<'_, Sqlite>) -> Result<(), StoreError> {
-        tx.commit().await.map_err(backend)?;
+        let r = tx.commit().await.map_err(backend);
+        self.cache.invalidate();
+        r?;
         self.sync.sync().await
     }
 
@@ -440,12 +412,20 @@ impl SecretStore for SqliteStore {
     }
 
     async fn get_secret(&self, id: &str) -> Result<Option<SecretRow>, StoreError> {
+        if let Some(r) = self.cache.secret(id) {
+            return Ok(Some(r));
+        }
+        let generation = self.cache.generation();
         let row = sqlx::query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.reader)
             .await
             .map_err(backend)?;
-        row.as_ref().map(secret_from_row).transpose()
+        let row = row.as_ref().map(secret_from_row).transpose()?;
+        if let Some(r) = &row {
+            self.cache.put_secret(generation, r);
+        }
+        Ok(row)
     }
 
     async fn list_secrets(&self, f: &ListFilter) -> Result<(Vec<SecretRow>, i64), StoreError> {
@@ -502,6 +482,11 @@ impl SecretStore for SqliteStore {
     async fn get_versions(&self, secret_id: &str, versions: &[i64]) -> Result<Vec<VersionRow>, StoreError> {
         let mut out = Vec::with_capacity(versions.len());
         for v in versions {
+            if let Some(r) = self.cache.version(secret_id, *v) {
+                out.push(r);
+                continue;
+            }
+            let generation = self.cache.generation();
             let row =
                 sqlx::query("SELECT ciphertext, created_at FROM secret_versions WHERE secret_id = ? AND version = ?")
                     .bind(secret_id)
@@ -510,15 +495,21 @@ impl SecretStore for SqliteStore {
                     .await
                     .map_err(backend)?;
             if let Some(r) = row {
-                out.push(VersionRow {
+                let row = VersionRow {
                     secret_id: secret_id.to_owned(),
                     version: *v,
                     ciphertext: r.get(0),
                     created_at: r.get(1),
-                });
+                };
+                self.cache.put_version(generation, &row);
+                out.push(row);
             }
         }
         Ok(out)
+    }
+
+    fn forget_cached(&self) {
+        self.cache.invalidate();
     }
 
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionMeta>, StoreError> {
@@ -810,12 +801,20 @@ impl SecretStore for SqliteStore {
     }
 
     async fn get_access_key(&self, access_key: &str) -> Result<Option<AccessKeyRow>, StoreError> {
+        if let Some(r) = self.cache.access_key(access_key) {
+            return Ok(Some(r));
+        }
+        let generation = self.cache.generation();
         let row = sqlx::query("SELECT * FROM access_keys WHERE access_key = ?")
             .bind(access_key)
             .fetch_optional(&self.reader)
             .await
             .map_err(backend)?;
-        Ok(row.as_ref().map(access_from_row))
+        let row = row.as_ref().map(access_from_row);
+        if let Some(r) = &row {
+            self.cache.put_access_key(generation, r);
+        }
+        Ok(row)
     }
 
     async fn list_access_keys(&self) -> Result<Vec<AccessKeyRow>, StoreError> {
@@ -842,11 +841,15 @@ impl SecretStore for SqliteStore {
         Ok(true)
     }
 
+    /// Audit records of reads and rejections are the write on every request:
+    /// they go to one task that appends whatever has queued up in a single
+    /// transaction (and one WAL flush), and each caller gets its answer only
+    /// once its record is on disk.
     async fn append_audit(&self, draft: &AuditDraft) -> Result<AuditRow, StoreError> {
-        let mut tx = self.begin().await?;
-        let row = self.append_in(&mut tx, draft).await?;
-        self.finish(tx).await?;
-        Ok(row)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::Backend("the audit writer has stopped".into());
+        self.audit_tx.send((draft.clone(), tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     async fn list_audit(&self, offset: i64, limit: i64) -> Result<(Vec<AuditRow>, i64), StoreError> {
@@ -881,5 +884,102 @@ impl SecretStore for SqliteStore {
         let mut b = [0u8; 8];
         b.copy_from_slice(&v[..8]);
         Ok(Some((i64::from_be_bytes(b), v[8..40].to_vec(), v[40..].to_vec())))
+    }
+}
+
+/// Appends `drafts` to the hash chain in `tx`, in order: one read of the
+/// chain's head, multi-row inserts, one update of the keyed head marker.
+async fn append_many_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    chain: &AuditChain,
+    drafts: &[AuditDraft],
+) -> Result<Vec<AuditRow>, StoreError> {
+    let head: Option<(i64, Vec<u8>)> = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .map(|r| (r.get(0), r.get(1)));
+    let (mut seq, mut prev_hash) = head.unwrap_or((0, GENESIS.to_vec()));
+    let mut rows = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        seq += 1;
+        let hash = chain.link(&prev_hash, seq, d);
+        rows.push(AuditRow { seq, draft: d.clone(), prev_hash: std::mem::replace(&mut prev_hash, hash.clone()), hash });
+    }
+    // 10 columns a row: 50 rows stay far below SQLite's bound-parameter limit.
+    for chunk in rows.chunks(50) {
+        let mut sql = String::from(
+            "INSERT INTO audit (seq, ts, access_key, action, secret_id, result, client_address, request_id, prev_hash, hash) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?)" });
+        }
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            let d = &r.draft;
+            q = q
+                .bind(r.seq)
+                .bind(d.timestamp)
+                .bind(&d.access_key)
+                .bind(&d.action)
+                .bind(&d.secret_id)
+                .bind(&d.result)
+                .bind(&d.client_address)
+                .bind(&d.request_id)
+                .bind(&r.prev_hash)
+                .bind(&r.hash);
+        }
+        q.execute(&mut **tx).await.map_err(backend)?;
+    }
+    if let Some(last) = rows.last() {
+        let mut marker = last.seq.to_be_bytes().to_vec();
+        marker.extend_from_slice(&last.hash);
+        marker.extend_from_slice(&chain.head_mac(last.seq, &last.hash));
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(AUDIT_HEAD)
+        .bind(&marker)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(rows)
+}
+
+/// The audit writer task: takes the records queued since its last
+/// transaction (up to 256), appends them in one transaction, waits for the
+/// flush, then answers every caller. A failed batch fails each of its
+/// requests (and nothing of it is written).
+async fn audit_batcher(
+    writer: SqlitePool,
+    chain: Arc<AuditChain>,
+    sync: Arc<GroupSync>,
+    mut rx: tokio::sync::mpsc::Receiver<crate::cache::AuditJob>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let (drafts, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        let result = async {
+            let mut tx = writer.begin().await.map_err(backend)?;
+            let rows = append_many_in(&mut tx, &chain, &drafts).await?;
+            tx.commit().await.map_err(backend)?;
+            sync.sync().await?;
+            Ok::<_, StoreError>(rows)
+        }
+        .await;
+        match result {
+            Ok(rows) => {
+                for (w, row) in waiters.into_iter().zip(rows) {
+                    let _ = w.send(Ok(row));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = waiters.len(), "audit batch failed");
+                for w in waiters {
+                    let _ = w.send(Err(StoreError::Backend("the audit record could not be written".into())));
+                }
+            }
+        }
     }
 }

@@ -167,7 +167,10 @@ impl AccessKeys {
         let secret = self
             .keyring
             .open_access_secret(ak, &row.role, row.secret_pattern.as_deref(), &row.sealed_secret)
-            .map_err(|_| AuthFailure::Internal)?;
+            .map_err(|_| {
+                self.store.forget_cached();
+                AuthFailure::Internal
+            })?;
         if !verify_v2(&secret, req.method, req.path_with_query, ts_s, ak, sig) {
             return Err(AuthFailure::BadSignature);
         }

@@ -214,13 +214,14 @@ impl SecretService {
         let wanted: Vec<i64> =
             [row.active_version, row.pending_version, row.previous_version].into_iter().flatten().collect();
         let versions = self.store.get_versions(&row.id, &wanted).await?;
-        let dek = self.keyring.open_data_key(&row.id, &row.wrapped_dek)?;
+        let dek = self.keyring.open_data_key(&row.id, &row.wrapped_dek).inspect_err(|_| self.store.forget_cached())?;
         let find = |v: Option<i64>| -> Result<Option<(i64, SecretValue)>, CoreError> {
             let Some(v) = v else { return Ok(None) };
             let ver = versions.iter().find(|r| r.version == v).ok_or_else(|| {
                 CoreError::new(crate::ErrorKind::Internal, format!("version {v} of a stage is missing"))
             })?;
-            Ok(Some((v, self.open_version(&dek, ver)?)))
+            let value = self.open_version(&dek, ver).inspect_err(|_| self.store.forget_cached())?;
+            Ok(Some((v, value)))
         };
         Ok(Chain {
             active: find(row.active_version)?,

@@ -151,13 +151,36 @@ async fn the_last_unscoped_admin_key_cannot_be_revoked() {
 async fn a_role_raised_by_editing_the_database_disables_the_key() {
     use sqlx::{ConnectOptions, sqlite::SqliteConnectOptions};
     let app = spawn_app().await;
-    let reader = app.key("reader", Some("app/*")).await;
+    let k = app
+        .admin
+        .post("/api/v1/access-keys", &serde_json::json!({"role": "reader", "secretPattern": "app/*"}))
+        .await
+        .unwrap()
+        .into_data()
+        .unwrap();
+    let (ak, sk) = (k["accessKey"].as_str().unwrap().to_owned(), k["secretKey"].as_str().unwrap().to_owned());
+    let reader = rotary_client::Client::new(&app.base, &ak, secrecy::SecretString::from(sk.clone()));
     assert_eq!(reader.get("/api/v1/secrets").await.unwrap().status, 200);
     let mut c = SqliteConnectOptions::new().filename(app.db_path()).connect().await.unwrap();
     sqlx::query("UPDATE access_keys SET role = 'admin', secret_pattern = NULL WHERE role = 'reader'")
         .execute(&mut c)
         .await
         .unwrap();
+    drop(c);
+    // The running server may still hold the row it read before the edit: the
+    // key must not have become an admin either way.
+    let r = reader.get("/api/v1/access-keys").await.unwrap();
+    assert!(matches!(r.status, 401 | 403), "the edited key must not become an admin: {:?}", r.body);
+    // After a restart the edited row is read from the file, and its seal
+    // (bound to the role and pattern) no longer opens.
+    let data_dir = app.server.data_dir.clone();
+    app.server.stop().await.unwrap();
+    let cfg = rotary_server::Config { data_dir, listen: "127.0.0.1:0".into(), ..rotary_server::Config::default() };
+    let again = rotary_server::start(&cfg, std::sync::Arc::new(rotary_core::SystemClock)).await.unwrap();
+    let reader = rotary_client::Client::new(&format!("http://{}", again.addr), &ak, secrecy::SecretString::from(sk));
     let r = reader.get("/api/v1/access-keys").await.unwrap();
     assert_eq!(r.status, 401, "the edited key must not become an admin: {:?}", r.body);
+    let r = reader.get("/api/v1/secrets").await.unwrap();
+    assert_eq!(r.status, 401, "the edited key is disabled, not merely kept at its old role: {:?}", r.body);
+    again.stop().await.unwrap();
 }
