@@ -43,6 +43,7 @@ VALUE = {  # 5 keys, ~200 bytes: a typical database credential
     "password": "Zq8#kP2!xV9@mL4$wR7^nT1&bY6*cD3e",
     "dbname": "app_production_database",
 }
+WRK_THREADS = int(os.environ.get("WRK_THREADS", "2"))
 STARTED = []  # every process started, stopped at exit
 
 
@@ -260,7 +261,7 @@ class Postgres:
 # -------------------------------------------------------------- the runs ----
 
 def wrk(url, headers, seconds, conns):
-    argv = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    argv = ["wrk", f"-t{WRK_THREADS}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     for k, v in headers.items():
         argv += ["-H", f"{k}: {v}"]
     out = subprocess.run(argv + [url], check=True, capture_output=True, text=True).stdout

@@ -46,6 +46,7 @@ impl Answer {
     }
 }
 
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,

@@ -3,8 +3,9 @@
 //!
 //! Steps, each in the job log with its duration: `start` → `pending` (the
 //! stored pending if there is one, else a new value by the trigger's policy,
-//! stored before the database is touched) → `apply` (log in with pending:
-//! already applied? done; else with active, previous, or the admin
+//! stored before the database is touched) → `apply` (if pending was left by
+//! an earlier attempt, log in with it: already applied? done; then with
+//! active, previous, or the admin
 //! credential, and set the new password) → `test` (a fresh login with
 //! pending) → `complete`. Any failure ends the job through the engine, which
 //! retries with backoff and reuses pending; a definite refusal of the value
@@ -217,6 +218,9 @@ pub async fn run<D: Driver>(driver: &D, rotation: &RotationService, d: Dispatch,
         .and_then(|p| serde_json::from_value(p.clone()).ok())
         .unwrap_or(PasswordPolicy { length: 32, include_space: false, ..Default::default() });
     let alternating = config.get("strategy").and_then(Value::as_str) == Some("alternating");
+    // A pending left by an earlier attempt may already be in the database; a
+    // value made now cannot be, so there is no point logging in with it.
+    let reused = chain.pending.is_some();
     let stored = if alternating {
         match chain.pending {
             Some((_, p)) => Ok(p),
@@ -251,7 +255,8 @@ pub async fn run<D: Driver>(driver: &D, rotation: &RotationService, d: Dispatch,
 
     // apply
     let t2 = Instant::now();
-    let outcome = apply(driver, rotation, &config, &t, &new_pw, &active, chain.previous.as_ref().map(|(_, v)| v)).await;
+    let previous = chain.previous.as_ref().map(|(_, v)| v);
+    let outcome = apply(driver, rotation, &config, &t, (&new_pw, reused), &active, previous).await;
     match outcome {
         Apply::AlreadyApplied => step("apply", t2, true, "pending already logs in; nothing to change".into()).await,
         Apply::Changed(via) => step("apply", t2, true, format!("password changed, logged in with {via}")).await,
@@ -298,14 +303,16 @@ async fn apply<D: Driver>(
     rotation: &RotationService,
     config: &Value,
     t: &Target,
-    new_pw: &SecretString,
+    (new_pw, reused): (&SecretString, bool),
     active: &SecretValue,
     previous: Option<&SecretValue>,
 ) -> Apply {
-    match driver.login(t, &t.user, new_pw).await {
-        Ok(_) => return Apply::AlreadyApplied,
-        Err(ConnectError::Rejected) => {}
-        Err(ConnectError::Unreachable(why)) => return Apply::Failed(why),
+    if reused {
+        match driver.login(t, &t.user, new_pw).await {
+            Ok(_) => return Apply::AlreadyApplied,
+            Err(ConnectError::Rejected) => {}
+            Err(ConnectError::Unreachable(why)) => return Apply::Failed(why),
+        }
     }
     let admin_mode = config.get("mode").and_then(Value::as_str) == Some("admin");
     let (client, via) = if admin_mode {

@@ -47,6 +47,9 @@ pub struct SqliteStore {
     opts: SqliteOptions,
     sync: Arc<GroupSync>,
     cache: crate::cache::ReadCache,
+    /// The audit chain's head as the batch writer last committed it; emptied
+    /// by every other append (see [`audit_batcher`]).
+    audit_head: Arc<AuditHead>,
     audit_tx: tokio::sync::mpsc::Sender<crate::cache::AuditJob>,
 }
 
@@ -90,8 +93,10 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         let (audit_tx, audit_rx) = tokio::sync::mpsc::channel(4096);
-        tokio::spawn(audit_batcher(writer.clone(), chain.clone(), sync.clone(), audit_rx));
-        Ok(Self { writer, reader, chain, opts, sync, cache: crate::cache::ReadCache::default(), audit_tx })
+        let audit_head = Arc::new(std::sync::Mutex::new(None));
+        tokio::spawn(audit_batcher(writer.clone(), chain.clone(), sync.clone(), audit_head.clone(), audit_rx));
+        let cache = crate::cache::ReadCache::default();
+        Ok(Self { writer, reader, chain, opts, sync, cache, audit_head, audit_tx })
     }
 
     pub async fn close(&self) {
@@ -100,6 +105,9 @@ impl SqliteStore {
     }
 
     async fn append_in(&self, tx: &mut Transaction<'_, Sqlite>, d: &AuditDraft) -> Result<AuditRow, StoreError> {
+        // This transaction holds the one writer connection, so the batch
+        // writer is not running; it reads the head afresh next time.
+        set_head(&self.audit_head, None);
         let mut rows = append_many_in(tx, &self.chain, std::slice::from_ref(d)).await?;
         rows.pop().ok_or_else(|| StoreError::Corrupt("audit append returned no row".into()))
     }
@@ -947,39 +955,160 @@ async fn append_many_in(
     Ok(rows)
 }
 
+/// The audit chain's last (seq, hash), when known without a query.
+type AuditHead = std::sync::Mutex<Option<(i64, Vec<u8>)>>;
+
+fn set_head(head: &AuditHead, v: Option<(i64, Vec<u8>)>) {
+    *head.lock().unwrap_or_else(|p| p.into_inner()) = v;
+}
+
+/// An SQL literal for text: hex, so that no character of it needs escaping.
+fn text_literal(sql: &mut String, v: Option<&str>) {
+    match v {
+        None => sql.push_str("NULL"),
+        Some(t) => {
+            sql.push_str("CAST(");
+            blob_literal(sql, t.as_bytes());
+            sql.push_str(" AS TEXT)");
+        }
+    }
+}
+
+fn blob_literal(sql: &mut String, b: &[u8]) {
+    use std::fmt::Write;
+    sql.push_str("X'");
+    for x in b {
+        let _ = write!(sql, "{x:02X}");
+    }
+    sql.push('\'');
+}
+
+/// One batch as one script — BEGIN, the inserts, the head marker, COMMIT —
+/// so that it costs one round trip to SQLite's thread instead of five. Every
+/// value is a number or a hex literal: nothing is interpolated as SQL text.
+fn batch_script(chain: &AuditChain, rows: &[AuditRow]) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(64 + rows.len() * 400);
+    sql.push_str("BEGIN IMMEDIATE;\n");
+    for chunk in rows.chunks(100) {
+        sql.push_str(
+            "INSERT INTO audit (seq, ts, access_key, action, secret_id, result, client_address, request_id, prev_hash, hash) VALUES ",
+        );
+        for (i, r) in chunk.iter().enumerate() {
+            let d = &r.draft;
+            let _ = write!(sql, "{}({}, {}, ", if i == 0 { "" } else { ", " }, r.seq, d.timestamp);
+            text_literal(&mut sql, d.access_key.as_deref());
+            sql.push_str(", ");
+            text_literal(&mut sql, Some(&d.action));
+            sql.push_str(", ");
+            text_literal(&mut sql, d.secret_id.as_deref());
+            sql.push_str(", ");
+            text_literal(&mut sql, Some(&d.result));
+            sql.push_str(", ");
+            text_literal(&mut sql, d.client_address.as_deref());
+            sql.push_str(", ");
+            text_literal(&mut sql, Some(&d.request_id));
+            sql.push_str(", ");
+            blob_literal(&mut sql, &r.prev_hash);
+            sql.push_str(", ");
+            blob_literal(&mut sql, &r.hash);
+            sql.push(')');
+        }
+        sql.push_str(";\n");
+    }
+    if let Some(last) = rows.last() {
+        let mut marker = last.seq.to_be_bytes().to_vec();
+        marker.extend_from_slice(&last.hash);
+        marker.extend_from_slice(&chain.head_mac(last.seq, &last.hash));
+        sql.push_str("INSERT INTO meta (key, value) VALUES ('");
+        sql.push_str(AUDIT_HEAD);
+        sql.push_str("', ");
+        blob_literal(&mut sql, &marker);
+        sql.push_str(") ON CONFLICT(key) DO UPDATE SET value = excluded.value;\n");
+    }
+    sql.push_str("COMMIT;");
+    sql
+}
+
 /// The audit writer task: takes the records queued since its last
-/// transaction (up to 256), appends them in one transaction, waits for the
-/// flush, then answers every caller. A failed batch fails each of its
-/// requests (and nothing of it is written).
+/// transaction (up to 256) and appends them in one transaction. The flush and
+/// the answers are left to a task of their own, so the next batch is written
+/// while the disk syncs the last; every caller is answered only once a flush
+/// that started after its commit has finished. A failed batch fails each of
+/// its requests (and nothing of it is written).
+///
+/// The chain's head is kept between batches while this task holds the one
+/// writer connection; any other append (a mutation's, in its own
+/// transaction) empties it, and so does a failed batch, so the next batch
+/// reads it from the database.
 async fn audit_batcher(
     writer: SqlitePool,
     chain: Arc<AuditChain>,
     sync: Arc<GroupSync>,
+    head: Arc<AuditHead>,
     mut rx: tokio::sync::mpsc::Receiver<crate::cache::AuditJob>,
 ) {
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
         let (drafts, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let result = async {
-            let mut tx = writer.begin().await.map_err(backend)?;
-            let rows = append_many_in(&mut tx, &chain, &drafts).await?;
-            tx.commit().await.map_err(backend)?;
-            sync.sync().await?;
-            Ok::<_, StoreError>(rows)
+        let written = write_batch(&writer, &chain, &head, drafts).await;
+        if written.is_err() {
+            set_head(&head, None);
         }
-        .await;
-        match result {
-            Ok(rows) => {
-                for (w, row) in waiters.into_iter().zip(rows) {
-                    let _ = w.send(Ok(row));
+        let sync = sync.clone();
+        tokio::spawn(async move {
+            let result = match written {
+                Ok(rows) => sync.sync().await.map(|()| rows),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(rows) => {
+                    for (w, row) in waiters.into_iter().zip(rows) {
+                        let _ = w.send(Ok(row));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, records = waiters.len(), "audit batch failed");
+                    for w in waiters {
+                        let _ = w.send(Err(StoreError::Backend("the audit record could not be written".into())));
+                    }
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, records = waiters.len(), "audit batch failed");
-                for w in waiters {
-                    let _ = w.send(Err(StoreError::Backend("the audit record could not be written".into())));
-                }
-            }
-        }
+        });
     }
+}
+
+/// Appends one batch of records in one transaction; see [`audit_batcher`].
+async fn write_batch(
+    writer: &SqlitePool,
+    chain: &AuditChain,
+    head: &AuditHead,
+    drafts: Vec<AuditDraft>,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let mut conn = writer.acquire().await.map_err(backend)?;
+    let known = head.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (mut seq, mut prev) = match known {
+        Some(h) => h,
+        None => sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap_or((0, GENESIS.to_vec())),
+    };
+    let mut rows = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        seq += 1;
+        let hash = chain.link(&prev, seq, &d);
+        rows.push(AuditRow { seq, draft: d, prev_hash: std::mem::replace(&mut prev, hash.clone()), hash });
+    }
+    let script = batch_script(chain, &rows);
+    // Not prepared for reuse: every script is different.
+    if let Err(e) = sqlx::query(&script).persistent(false).execute(&mut *conn).await {
+        set_head(head, None);
+        let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
+        return Err(backend(e));
+    }
+    set_head(head, Some((seq, prev)));
+    Ok(rows)
 }

@@ -145,3 +145,42 @@ async fn a_forged_head_or_an_emptied_log_is_detected() {
     let v = verify(&app).await;
     assert_eq!(v["valid"], false, "an emptied log is not a valid log: {v}");
 }
+
+#[tokio::test]
+async fn concurrent_reads_and_changes_keep_one_unbroken_chain_with_a_record_each() {
+    // Reads are audited in batches and changes in their own transactions;
+    // interleaved, every request still gets exactly one record, in one chain.
+    let app = spawn_app().await;
+    let id = app.create("mixed", db_value("u", SENTINEL), &["cdbPassword"]).await;
+    let before =
+        app.admin.get("/api/v1/audit?pageSize=1").await.unwrap().into_data().unwrap()["totalCount"].as_i64().unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let c = app.admin.clone();
+        let id = id.clone();
+        tasks.spawn(async move {
+            let r = if i % 10 == 0 {
+                c.put(&format!("/api/v1/secrets/{id}/memo"), &json!({"memo": format!("m{i}")})).await
+            } else if i % 10 == 5 {
+                c.get("/api/v1/secrets/no-such-secret").await
+            } else {
+                c.get(&format!("/api/v1/secrets/{id}/values")).await
+            };
+            r.unwrap().status
+        });
+    }
+    let mut statuses = vec![];
+    while let Some(s) = tasks.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 180, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 404).count(), 20);
+    let page = app.admin.get("/api/v1/audit?pageSize=1").await.unwrap().into_data().unwrap();
+    // 200 requests, plus the page request itself.
+    assert_eq!(page["totalCount"].as_i64().unwrap(), before + 201);
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], true, "{v}");
+    let mut c = db(&app).await;
+    let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit ORDER BY seq").fetch_all(&mut c).await.unwrap();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers have no gaps");
+}
