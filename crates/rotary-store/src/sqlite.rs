@@ -975,10 +975,12 @@ fn text_literal(sql: &mut String, v: Option<&str>) {
 }
 
 fn blob_literal(sql: &mut String, b: &[u8]) {
-    use std::fmt::Write;
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    sql.reserve(b.len() * 2 + 3);
     sql.push_str("X'");
     for x in b {
-        let _ = write!(sql, "{x:02X}");
+        sql.push(char::from(HEX[usize::from(x >> 4)]));
+        sql.push(char::from(HEX[usize::from(x & 0xF)]));
     }
     sql.push('\'');
 }

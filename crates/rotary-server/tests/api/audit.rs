@@ -184,3 +184,30 @@ async fn concurrent_reads_and_changes_keep_one_unbroken_chain_with_a_record_each
     let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit ORDER BY seq").fetch_all(&mut c).await.unwrap();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers have no gaps");
 }
+
+#[tokio::test]
+async fn odd_text_in_a_batched_record_is_stored_exactly() {
+    // Rejected requests are audited in batches written as one SQL script:
+    // what a client sends must arrive as data, quotes and all.
+    let app = spawn_app().await;
+    let claimed = "x'); DELETE FROM audit; -- \"q\\";
+    let r = app
+        .admin
+        .raw(
+            Method::GET,
+            "/api/v1/secrets",
+            &[
+                ("x-ncp-iam-access-key", claimed.to_owned()),
+                ("x-ncp-apigw-timestamp", "1".to_owned()),
+                ("x-ncp-apigw-signature-v2", "x".to_owned()),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let page = app.admin.get("/api/v1/audit?pageSize=5").await.unwrap().into_data().unwrap();
+    let e = page["auditList"].as_array().unwrap().iter().find(|e| e["requestId"] == r.request_id.as_deref().unwrap());
+    assert_eq!(e.unwrap()["accessKey"], claimed, "{page}");
+    assert_eq!(verify(&app).await["valid"], true);
+}
