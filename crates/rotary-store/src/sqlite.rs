@@ -437,21 +437,42 @@ impl SecretStore for SqliteStore {
     }
 
     async fn list_secrets(&self, f: &ListFilter) -> Result<(Vec<SecretRow>, i64), StoreError> {
-        let glob = f.name_glob.clone().unwrap_or_else(|| "*".into());
-        let rows = sqlx::query(&format!(
-            "SELECT {SECRET_COLS} FROM secrets WHERE name GLOB ? ORDER BY created_at, id LIMIT ? OFFSET ?"
-        ))
-        .bind(&glob)
-        .bind(f.limit)
-        .bind(f.offset)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE name GLOB ?")
-            .bind(&glob)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(backend)?;
+        // Without a pattern, neither query has a WHERE: the page is read off
+        // the (created_at, id) index, so the rows skipped by OFFSET are never
+        // looked up in the table, and the count uses an index too.
+        let (rows, total) = match &f.name_glob {
+            None => {
+                let rows =
+                    sqlx::query(&format!("SELECT {SECRET_COLS} FROM secrets ORDER BY created_at, id LIMIT ? OFFSET ?"))
+                        .bind(f.limit)
+                        .bind(f.offset)
+                        .fetch_all(&self.reader)
+                        .await
+                        .map_err(backend)?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets")
+                    .fetch_one(&self.reader)
+                    .await
+                    .map_err(backend)?;
+                (rows, total)
+            }
+            Some(glob) => {
+                let rows = sqlx::query(&format!(
+                    "SELECT {SECRET_COLS} FROM secrets WHERE name GLOB ? ORDER BY created_at, id LIMIT ? OFFSET ?"
+                ))
+                .bind(glob)
+                .bind(f.limit)
+                .bind(f.offset)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE name GLOB ?")
+                    .bind(glob)
+                    .fetch_one(&self.reader)
+                    .await
+                    .map_err(backend)?;
+                (rows, total)
+            }
+        };
         Ok((rows.iter().map(secret_from_row).collect::<Result<_, _>>()?, total))
     }
 
