@@ -84,8 +84,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(from_fn_with_state(state.clone(), authenticate))
-        .layer(from_fn_with_state(state.clone(), audit))
-        .with_state(state);
+        .with_state(state.clone());
     public
         .route(
             "/api/v1/openapi.json",
@@ -97,4 +96,6 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
+        // Outermost, so that requests no route matched are audited too.
+        .layer(from_fn_with_state(state, audit))
 }

@@ -29,7 +29,27 @@ fn request_id() -> String {
     rotary_crypto::random_alnum(20)
 }
 
-pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Paths answered without authentication and without an audit record.
+const UNAUDITED: [&str; 2] = ["/health", "/api/v1/openapi.json"];
+
+/// Runs the request to its end in a task of its own, so that a client who
+/// disconnects cannot cut it short: a change that was committed is always
+/// followed by its cache invalidation, and a read that was served always gets
+/// its audit record, whether or not anyone is still there for the answer.
+pub async fn audit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if UNAUDITED.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    match tokio::spawn(audited(state, req, next)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            error_response(ErrorCode::InternalServerError, "Internal server error", "the request failed")
+        }
+    }
+}
+
+async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
     let ctx = RequestCtx::new(request_id(), client, state.clock.now_ms());

@@ -46,7 +46,7 @@ pub struct SqliteStore {
     chain: Arc<AuditChain>,
     opts: SqliteOptions,
     sync: Arc<GroupSync>,
-    cache: crate::cache::ReadCache,
+    cache: Arc<crate::cache::ReadCache>,
     /// The audit chain's head as the batch writer last committed it; emptied
     /// by every other append (see [`audit_batcher`]).
     audit_head: Arc<AuditHead>,
@@ -95,7 +95,7 @@ impl SqliteStore {
         let (audit_tx, audit_rx) = tokio::sync::mpsc::channel(4096);
         let audit_head = Arc::new(std::sync::Mutex::new(None));
         tokio::spawn(audit_batcher(writer.clone(), chain.clone(), sync.clone(), audit_head.clone(), audit_rx));
-        let cache = crate::cache::ReadCache::default();
+        let cache = Arc::new(crate::cache::ReadCache::default());
         Ok(Self { writer, reader, chain, opts, sync, cache, audit_head, audit_tx })
     }
 
@@ -197,16 +197,29 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn begin(&self) -> Result<Transaction<'_, Sqlite>, StoreError> {
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.writer.begin().await.map_err(backend)
     }
 
     /// Commits and waits until the commit is on disk (group commit). Every
-    /// committed write empties the read cache before it is acknowledged.
-    async fn finish(&self, tx: Transaction<'_, Sqlite>) -> Result<(), StoreError> {
-        let r = tx.commit().await.map_err(backend);
-        self.cache.invalidate();
-        r?;
+    /// committed write empties the read cache before it is acknowledged. The
+    /// commit and the invalidation run in a task of their own: a caller that
+    /// is cancelled while SQLite commits cannot leave the cache stale.
+    async fn finish(&self, tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+        let cache = self.cache.clone();
+        let committed = tokio::spawn(async move {
+            let r = tx.commit().await.map_err(backend);
+            cache.invalidate();
+            r
+        })
+        .await;
+        match committed {
+            Ok(r) => r?,
+            Err(e) => {
+                self.cache.invalidate();
+                return Err(StoreError::Backend(Box::new(e)));
+            }
+        }
         self.sync.sync().await
     }
 

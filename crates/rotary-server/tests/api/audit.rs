@@ -211,3 +211,28 @@ async fn odd_text_in_a_batched_record_is_stored_exactly() {
     assert_eq!(e.unwrap()["accessKey"], claimed, "{page}");
     assert_eq!(verify(&app).await["valid"], true);
 }
+
+#[tokio::test]
+async fn requests_no_route_matches_are_audited_and_health_is_not() {
+    let app = spawn_app().await;
+    let count = || async {
+        app.admin.get("/api/v1/audit?pageSize=1").await.unwrap().into_data().unwrap()["totalCount"].as_i64().unwrap()
+    };
+    let before = count().await;
+    let nope = app.admin.get("/api/v1/nope").await.unwrap();
+    let double = app.admin.get("/api/v1//secrets").await.unwrap();
+    assert_eq!((nope.status, double.status), (404, 404));
+    assert!(nope.request_id.is_some() && double.request_id.is_some(), "every audited answer carries its request id");
+    for p in ["/health", "/api/v1/openapi.json"] {
+        assert_eq!(app.admin.raw(Method::GET, p, &[], None).await.unwrap().status, 200);
+    }
+    // The two 404s and the first count request; not /health, not the document.
+    assert_eq!(count().await, before + 3);
+    let page = app.admin.get("/api/v1/audit?pageSize=10").await.unwrap().into_data().unwrap();
+    let list = page["auditList"].as_array().unwrap();
+    for r in [&nope, &double] {
+        let e = list.iter().find(|e| e["requestId"].as_str() == r.request_id.as_deref()).unwrap();
+        assert_eq!(e["result"], "NOT_FOUND", "{e}");
+    }
+    assert_eq!(verify(&app).await["valid"], true);
+}

@@ -1,3 +1,4 @@
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::helpers::{db_value, spawn_app};
@@ -206,4 +207,68 @@ async fn concurrent_writes_to_one_secret_all_land_in_order() {
     assert_eq!(newest, 51, "every write made exactly one version");
     let d = admin.get(&format!("/api/v1/secrets/{id}/active")).await.unwrap().into_data().unwrap();
     assert_eq!(d["version"], 51);
+}
+
+/// Sends one signed request on a raw socket and resets the connection
+/// `wait_us` later, without reading the answer: a client that gives up.
+async fn abandoned_request(base: &str, ak: &str, sk: &str, method: &str, path: &str, body: &str, wait_us: u64) {
+    use tokio::io::AsyncWriteExt;
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis().to_string();
+    let sig = rotary_crypto::sign_v2(sk.as_bytes(), method, path, &ts, ak);
+    let host = base.trim_start_matches("http://");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         x-ncp-apigw-timestamp: {ts}\r\nx-ncp-iam-access-key: {ak}\r\nx-ncp-apigw-signature-v2: {sig}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_micros(wait_us)).await;
+    // A zero linger resets at once (it is a non-zero one that blocks on drop).
+    #[allow(deprecated)]
+    s.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    drop(s);
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cannot_leave_an_old_value_readable() {
+    // A change the server committed must be what every later read sees, even
+    // when the client that asked for it hung up while it was being written.
+    let app = spawn_app().await;
+    let a = app.server.first_admin.as_ref().unwrap();
+    let (ak, sk) = (a.access_key.clone(), a.secret_key.expose_secret().to_owned());
+    let id = app.create("abandoned", json!({"k": "v0"}), &[]).await;
+    let before =
+        app.admin.get("/api/v1/audit?pageSize=1").await.unwrap().into_data().unwrap()["totalCount"].as_i64().unwrap();
+    let (mut current, mut version, mut changed) = (0u64, 1i64, 0);
+    for i in 1..=100u64 {
+        assert_eq!(app.chain(&id).await["active"]["k"], format!("v{current}")); // cached now
+        let body = json!({"value": json!({"k": format!("v{i}")}).to_string()}).to_string();
+        abandoned_request(&app.base, &ak, &sk, "PUT", &format!("/api/v1/secrets/{id}/values"), &body, (i * 97) % 3000)
+            .await;
+        // Wait until the change is in the versions list (uncached), or give
+        // up: a reset that arrives before the server read the request loses it.
+        let mut landed = false;
+        for _ in 0..50 {
+            let v = app.admin.get(&format!("/api/v1/secrets/{id}/versions")).await.unwrap().into_data().unwrap();
+            if v["versionList"].as_array().unwrap().iter().any(|x| x["version"].as_i64() == Some(version + 1)) {
+                landed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if landed {
+            (current, version, changed) = (i, version + 1, changed + 1);
+        }
+        assert_eq!(
+            app.chain(&id).await["active"]["k"],
+            format!("v{current}"),
+            "a read after change {i} saw the old value"
+        );
+    }
+    assert!(changed >= 75, "only {changed} of 100 abandoned requests reached the server");
+    // Each change that was carried out was audited, although nobody read the answer.
+    let after = app.admin.get("/api/v1/audit?pageSize=1000").await.unwrap().into_data().unwrap();
+    let puts = after["auditList"].as_array().unwrap().iter().filter(|e| e["action"] == "PutSecretValue").count();
+    assert_eq!(puts, changed, "audit records since {before}");
 }
