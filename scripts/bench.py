@@ -629,7 +629,12 @@ def machine():
             "date": time.strftime("%Y-%m-%d")}
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminated)  # stop what was started on kill, too
     try:
         main()
     except KeyboardInterrupt:
