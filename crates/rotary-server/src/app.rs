@@ -96,6 +96,6 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
-        // Outermost, so that requests no route matched are audited too.
+        // Outside the routes, so that requests no route matched are audited too.
         .layer(from_fn_with_state(state, audit))
 }

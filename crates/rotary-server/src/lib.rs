@@ -63,9 +63,9 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
         .await
         .with_context(|| format!("failed to listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let (tx, mut rx) = watch::channel(false);
+    let (tx, rx) = watch::channel(false);
     let state = booted.state.clone();
-    let app = app::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app::router(state.clone());
 
     match state.rotation.recover_after_restart().await {
         Ok(0) => {}
@@ -80,14 +80,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
     let slots = Arc::new(tokio::sync::Semaphore::new(cfg.rotation_max_concurrent));
     tokio::spawn(scheduler(state.clone(), runner, Duration::from_millis(cfg.scheduler_interval_ms), slots, rx.clone()));
 
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await
-            .context("server failed")
-    });
+    let task = tokio::spawn(async move { serve(listener, app, rx).await });
     Ok(Running {
         addr,
         data_dir: booted.data_dir,
@@ -98,6 +91,54 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runnin
         shutdown: tx,
         task,
     })
+}
+
+/// Accepts connections and serves HTTP/1 until `stop`, then lets in-flight
+/// requests finish. Every request is handed to `RunToEnd` the moment hyper
+/// has read it, and so runs in its own task to its end. With `axum::serve`,
+/// a request whose client closed the connection right after sending it was
+/// sometimes read and then dropped without running (and so without an audit
+/// record); the test `a_request_whose_client_closes_right_after_sending_…`
+/// pins this. `half_close` lets the answer still be written to a client that
+/// only closed its sending side.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use tower::Service;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: wait, do not spin.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            middleware::RunToEnd(app.clone()).call(req.map(axum::body::Body::new))
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// The scheduler: on every interval (or when woken), one rotation tick —

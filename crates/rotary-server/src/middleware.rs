@@ -32,20 +32,50 @@ fn request_id() -> String {
 /// Paths answered without authentication and without an audit record.
 const UNAUDITED: [&str; 2] = ["/health", "/api/v1/openapi.json"];
 
-/// Runs the request to its end in a task of its own, so that a client who
-/// disconnects cannot cut it short: a change that was committed is always
-/// followed by its cache invalidation, and a read that was served always gets
-/// its audit record, whether or not anyone is still there for the answer.
 pub async fn audit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if UNAUDITED.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    match tokio::spawn(audited(state, req, next)).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            tracing::error!(error = %e, "request task failed");
-            error_response(ErrorCode::InternalServerError, "Internal server error", "the request failed")
-        }
+    audited(state, req, next).await
+}
+
+/// The outermost layer: every request runs to its end in a task of its own,
+/// started when hyper hands the request over (not when hyper first polls
+/// it), so a client that disconnects cannot cut it short. A change that was
+/// committed is always followed by its cache invalidation, and a request the
+/// server received always gets its audit record, whether or not anyone is
+/// still there for the answer. (hyper drops a request's future when the
+/// client closes its side, possibly before polling it once.)
+#[derive(Clone)]
+pub struct RunToEnd<S>(pub S);
+
+impl<S> tower::Service<Request> for RunToEnd<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        // Readiness is checked by `oneshot` in the task, on a clone.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        use tower::ServiceExt;
+        let task = tokio::spawn(self.0.clone().oneshot(req));
+        Box::pin(async move {
+            Ok(match task.await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(never)) => match never {},
+                Err(e) => {
+                    tracing::error!(error = %e, "request task failed");
+                    error_response(ErrorCode::InternalServerError, "Internal server error", "the request failed")
+                }
+            })
+        })
     }
 }
 

@@ -272,3 +272,48 @@ async fn a_client_that_disconnects_cannot_leave_an_old_value_readable() {
     let puts = after["auditList"].as_array().unwrap().iter().filter(|e| e["action"] == "PutSecretValue").count();
     assert_eq!(puts, changed, "audit records since {before}");
 }
+
+#[tokio::test]
+async fn a_request_whose_client_closes_right_after_sending_is_carried_out_and_audited() {
+    // The client sends a whole request and closes its side at once (FIN):
+    // the server has the request, so it must run it and audit it.
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let a = app.server.first_admin.as_ref().unwrap();
+    let (ak, sk) = (a.access_key.clone(), a.secret_key.expose_secret().to_owned());
+    let id = app.create("closed-early", json!({"k": "v"}), &[]).await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    for i in 0..40 {
+        let (method, path, body) = if i % 2 == 0 {
+            ("PUT", format!("/api/v1/secrets/{id}/memo"), json!({"memo": format!("m{i}")}).to_string())
+        } else {
+            ("GET", format!("/api/v1/secrets/{id}/values"), String::new())
+        };
+        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis().to_string();
+        let sig = rotary_crypto::sign_v2(sk.as_bytes(), method, &path, &ts, &ak);
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             x-ncp-apigw-timestamp: {ts}\r\nx-ncp-iam-access-key: {ak}\r\nx-ncp-apigw-signature-v2: {sig}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = tokio::net::TcpStream::connect(&host).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        s.shutdown().await.unwrap();
+        drop(s);
+    }
+    // All 40 were received; wait for them to be recorded (20 memo changes, 20 reads).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = app.admin.get("/api/v1/audit?pageSize=1000").await.unwrap().into_data().unwrap();
+        let n = |action: &str| page["auditList"].as_array().unwrap().iter().filter(|e| e["action"] == action).count();
+        let (memos, reads) = (n("UpdateMemo"), n("GetSecretValue"));
+        if (memos, reads) == (20, 20) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {memos} memo changes and {reads} reads were audited");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The changes ran (concurrently, on 20 connections): the memo is one of them.
+    let memo = app.admin.get(&format!("/api/v1/secrets/{id}")).await.unwrap().into_data().unwrap()["memo"].clone();
+    assert!((0..40).step_by(2).any(|i| memo == format!("m{i}")), "{memo}");
+}

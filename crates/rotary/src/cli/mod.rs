@@ -402,7 +402,9 @@ pub fn login(
         ),
         (None, Some(s)) => SecretString::from(s),
         (None, None) => {
-            SecretString::from(rpassword::prompt_password("secret key: ").context("failed to read the secret key")?)
+            SecretString::from(rpassword::prompt_password("secret key: ").context(
+                "no terminal to prompt for the secret key on: give --secret-key-file FILE or set ROTARY_SECRET_KEY",
+            )?)
         }
     };
     let path = profile::save(profile, profile::Profile { endpoint, access_key }, &secret)?;
