@@ -401,11 +401,9 @@ pub fn login(
             std::fs::read_to_string(&f).with_context(|| format!("failed to read {}", f.display()))?.trim().to_owned(),
         ),
         (None, Some(s)) => SecretString::from(s),
-        (None, None) => {
-            SecretString::from(rpassword::prompt_password("secret key: ").context(
-                "no terminal to prompt for the secret key on: give --secret-key-file FILE or set ROTARY_SECRET_KEY",
-            )?)
-        }
+        (None, None) => SecretString::from(rpassword::prompt_password("secret key: ").context(
+            "no terminal to prompt for the secret key on: give --secret-key-file FILE or set ROTARY_SECRET_KEY",
+        )?),
     };
     let path = profile::save(profile, profile::Profile { endpoint, access_key }, &secret)?;
     println!("saved profile {profile:?} in {}", path.display());
