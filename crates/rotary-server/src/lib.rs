@@ -130,6 +130,9 @@ async fn serve(
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .half_close(true)
+            // A client that never finishes its request headers is dropped.
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
             .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -137,7 +140,11 @@ async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // In-flight requests finish; a connection that will not close does not
+    // hold the shutdown up for more than a few seconds.
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open 10 s after shutdown began; closing anyway");
+    }
     Ok(())
 }
 
