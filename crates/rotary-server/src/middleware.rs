@@ -85,6 +85,11 @@ async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
     let ctx = RequestCtx::new(request_id(), client, state.clock.now_ms());
     let method = req.method().clone();
     let path = loggable_path(req.uri().path());
+    if let Some(k) = header(req.headers(), "x-ncp-iam-access-key") {
+        // Who tried, also for requests no route matched (authentication then
+        // does not run; when it does, it records the same).
+        ctx.set_access_key(&k.chars().take(128).collect::<String>());
+    }
     req.extensions_mut().insert(ctx.clone());
 
     let mut resp = next.run(req).await;

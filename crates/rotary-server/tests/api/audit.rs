@@ -233,6 +233,8 @@ async fn requests_no_route_matches_are_audited_and_health_is_not() {
     for r in [&nope, &double] {
         let e = list.iter().find(|e| e["requestId"].as_str() == r.request_id.as_deref()).unwrap();
         assert_eq!(e["result"], "NOT_FOUND", "{e}");
+        let me = &app.server.first_admin.as_ref().unwrap().access_key;
+        assert_eq!(e["accessKey"].as_str(), Some(me.as_str()), "who asked is recorded: {e}");
     }
     assert_eq!(verify(&app).await["valid"], true);
 }
