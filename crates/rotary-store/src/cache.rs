@@ -14,11 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rotary_core::audit::{AuditDraft, AuditRow};
-use rotary_core::store::{AccessKeyRow, SecretRow, StoreError, VersionRow};
-
-/// One queued audit record and where its answer goes.
-pub(crate) type AuditJob = (AuditDraft, tokio::sync::oneshot::Sender<Result<AuditRow, StoreError>>);
+use rotary_core::store::{AccessKeyRow, SecretRow, VersionRow};
 
 /// Entries per map; a full map is emptied (simple, and a miss is only a query).
 const CAP: usize = 10_000;
@@ -63,15 +59,20 @@ impl ReadCache {
         c.keys.clear();
     }
 
+    /// Runs `put` only if no write happened since `generation` was taken.
+    fn put_if_current(&self, generation: u64, put: impl FnOnce(&mut Inner)) {
+        let mut c = self.lock();
+        if c.generation == generation {
+            put(&mut c);
+        }
+    }
+
     pub(crate) fn secret(&self, id: &str) -> Option<SecretRow> {
         self.lock().secrets.get(id).cloned()
     }
 
     pub(crate) fn put_secret(&self, generation: u64, row: &SecretRow) {
-        let mut c = self.lock();
-        if c.generation == generation {
-            put(&mut c.secrets, row.id.clone(), row.clone());
-        }
+        self.put_if_current(generation, |c| put(&mut c.secrets, row.id.clone(), row.clone()));
     }
 
     pub(crate) fn version(&self, secret_id: &str, version: i64) -> Option<VersionRow> {
@@ -79,10 +80,7 @@ impl ReadCache {
     }
 
     pub(crate) fn put_version(&self, generation: u64, row: &VersionRow) {
-        let mut c = self.lock();
-        if c.generation == generation {
-            put(&mut c.versions, (row.secret_id.clone(), row.version), row.clone());
-        }
+        self.put_if_current(generation, |c| put(&mut c.versions, (row.secret_id.clone(), row.version), row.clone()));
     }
 
     pub(crate) fn access_key(&self, key: &str) -> Option<AccessKeyRow> {
@@ -90,10 +88,7 @@ impl ReadCache {
     }
 
     pub(crate) fn put_access_key(&self, generation: u64, row: &AccessKeyRow) {
-        let mut c = self.lock();
-        if c.generation == generation {
-            put(&mut c.keys, row.access_key.clone(), row.clone());
-        }
+        self.put_if_current(generation, |c| put(&mut c.keys, row.access_key.clone(), row.clone()));
     }
 }
 

@@ -50,7 +50,7 @@ pub struct SqliteStore {
     /// The audit chain's head as the batch writer last committed it; emptied
     /// by every other append (see [`audit_batcher`]).
     audit_head: Arc<AuditHead>,
-    audit_tx: tokio::sync::mpsc::Sender<crate::cache::AuditJob>,
+    audit_tx: tokio::sync::mpsc::Sender<AuditJob>,
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -108,7 +108,10 @@ impl SqliteStore {
         // This transaction holds the one writer connection, so the batch
         // writer is not running; it reads the head afresh next time.
         set_head(&self.audit_head, None);
-        let mut rows = append_many_in(tx, &self.chain, std::slice::from_ref(d)).await?;
+        let head = read_head(tx).await?;
+        let (mut rows, _) = link_rows(&self.chain, head, vec![d.clone()]);
+        let script = rows_script(&self.chain, &rows);
+        sqlx::query(&script).persistent(false).execute(&mut **tx).await.map_err(backend)?;
         rows.pop().ok_or_else(|| StoreError::Corrupt("audit append returned no row".into()))
     }
 
@@ -453,39 +456,15 @@ impl SecretStore for SqliteStore {
         // Without a pattern, neither query has a WHERE: the page is read off
         // the (created_at, id) index, so the rows skipped by OFFSET are never
         // looked up in the table, and the count uses an index too.
-        let (rows, total) = match &f.name_glob {
-            None => {
-                let rows =
-                    sqlx::query(&format!("SELECT {SECRET_COLS} FROM secrets ORDER BY created_at, id LIMIT ? OFFSET ?"))
-                        .bind(f.limit)
-                        .bind(f.offset)
-                        .fetch_all(&self.reader)
-                        .await
-                        .map_err(backend)?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets")
-                    .fetch_one(&self.reader)
-                    .await
-                    .map_err(backend)?;
-                (rows, total)
-            }
-            Some(glob) => {
-                let rows = sqlx::query(&format!(
-                    "SELECT {SECRET_COLS} FROM secrets WHERE name GLOB ? ORDER BY created_at, id LIMIT ? OFFSET ?"
-                ))
-                .bind(glob)
-                .bind(f.limit)
-                .bind(f.offset)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE name GLOB ?")
-                    .bind(glob)
-                    .fetch_one(&self.reader)
-                    .await
-                    .map_err(backend)?;
-                (rows, total)
-            }
-        };
+        let filter = if f.name_glob.is_some() { " WHERE name GLOB ?" } else { "" };
+        let page_sql = format!("SELECT {SECRET_COLS} FROM secrets{filter} ORDER BY created_at, id LIMIT ? OFFSET ?");
+        let count_sql = format!("SELECT COUNT(*) FROM secrets{filter}");
+        let (mut page, mut count) = (sqlx::query(&page_sql), sqlx::query_scalar(&count_sql));
+        if let Some(glob) = &f.name_glob {
+            (page, count) = (page.bind(glob), count.bind(glob));
+        }
+        let rows = page.bind(f.limit).bind(f.offset).fetch_all(&self.reader).await.map_err(backend)?;
+        let total: i64 = count.fetch_one(&self.reader).await.map_err(backend)?;
         Ok((rows.iter().map(secret_from_row).collect::<Result<_, _>>()?, total))
     }
 
@@ -929,64 +908,30 @@ impl SecretStore for SqliteStore {
     }
 }
 
-/// Appends `drafts` to the hash chain in `tx`, in order: one read of the
-/// chain's head, multi-row inserts, one update of the keyed head marker.
-async fn append_many_in(
-    tx: &mut Transaction<'_, Sqlite>,
-    chain: &AuditChain,
-    drafts: &[AuditDraft],
-) -> Result<Vec<AuditRow>, StoreError> {
-    let head: Option<(i64, Vec<u8>)> = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
+/// What the batch writer hands back to each waiting request.
+type AuditJob = (AuditDraft, tokio::sync::oneshot::Sender<Result<AuditRow, StoreError>>);
+
+/// The chain's last (seq, hash) in the database, or the genesis.
+async fn read_head(conn: &mut sqlx::SqliteConnection) -> Result<(i64, Vec<u8>), StoreError> {
+    Ok(sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(conn)
         .await
         .map_err(backend)?
-        .map(|r| (r.get(0), r.get(1)));
-    let (mut seq, mut prev_hash) = head.unwrap_or((0, GENESIS.to_vec()));
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap_or((0, GENESIS.to_vec())))
+}
+
+/// Links `drafts` onto the chain after `head`, in order; returns the rows and
+/// the new head.
+fn link_rows(chain: &AuditChain, head: (i64, Vec<u8>), drafts: Vec<AuditDraft>) -> (Vec<AuditRow>, (i64, Vec<u8>)) {
+    let (mut seq, mut prev) = head;
     let mut rows = Vec::with_capacity(drafts.len());
-    for d in drafts {
+    for draft in drafts {
         seq += 1;
-        let hash = chain.link(&prev_hash, seq, d);
-        rows.push(AuditRow { seq, draft: d.clone(), prev_hash: std::mem::replace(&mut prev_hash, hash.clone()), hash });
+        let hash = chain.link(&prev, seq, &draft);
+        rows.push(AuditRow { seq, draft, prev_hash: std::mem::replace(&mut prev, hash.clone()), hash });
     }
-    // 10 columns a row: 50 rows stay far below SQLite's bound-parameter limit.
-    for chunk in rows.chunks(50) {
-        let mut sql = String::from(
-            "INSERT INTO audit (seq, ts, access_key, action, secret_id, result, client_address, request_id, prev_hash, hash) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?)" });
-        }
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            let d = &r.draft;
-            q = q
-                .bind(r.seq)
-                .bind(d.timestamp)
-                .bind(&d.access_key)
-                .bind(&d.action)
-                .bind(&d.secret_id)
-                .bind(&d.result)
-                .bind(&d.client_address)
-                .bind(&d.request_id)
-                .bind(&r.prev_hash)
-                .bind(&r.hash);
-        }
-        q.execute(&mut **tx).await.map_err(backend)?;
-    }
-    if let Some(last) = rows.last() {
-        let mut marker = last.seq.to_be_bytes().to_vec();
-        marker.extend_from_slice(&last.hash);
-        marker.extend_from_slice(&chain.head_mac(last.seq, &last.hash));
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(AUDIT_HEAD)
-        .bind(&marker)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(rows)
+    (rows, (seq, prev))
 }
 
 /// The audit chain's last (seq, hash), when known without a query.
@@ -1019,13 +964,14 @@ fn blob_literal(sql: &mut String, b: &[u8]) {
     sql.push('\'');
 }
 
-/// One batch as one script — BEGIN, the inserts, the head marker, COMMIT —
-/// so that it costs one round trip to SQLite's thread instead of five. Every
-/// value is a number or a hex literal: nothing is interpolated as SQL text.
-fn batch_script(chain: &AuditChain, rows: &[AuditRow]) -> String {
+/// The statements that append `rows` — multi-row inserts and the keyed head
+/// marker — as one script, so that they cost one round trip to SQLite's
+/// thread. Every value is a number or a hex literal: nothing is
+/// interpolated as SQL text. The one way audit rows are written, by the batch
+/// writer (wrapped in BEGIN…COMMIT) and inside a mutation's transaction.
+fn rows_script(chain: &AuditChain, rows: &[AuditRow]) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(64 + rows.len() * 400);
-    sql.push_str("BEGIN IMMEDIATE;\n");
     for chunk in rows.chunks(100) {
         sql.push_str(
             "INSERT INTO audit (seq, ts, access_key, action, secret_id, result, client_address, request_id, prev_hash, hash) VALUES ",
@@ -1062,7 +1008,6 @@ fn batch_script(chain: &AuditChain, rows: &[AuditRow]) -> String {
         blob_literal(&mut sql, &marker);
         sql.push_str(") ON CONFLICT(key) DO UPDATE SET value = excluded.value;\n");
     }
-    sql.push_str("COMMIT;");
     sql
 }
 
@@ -1082,15 +1027,12 @@ async fn audit_batcher(
     chain: Arc<AuditChain>,
     sync: Arc<GroupSync>,
     head: Arc<AuditHead>,
-    mut rx: tokio::sync::mpsc::Receiver<crate::cache::AuditJob>,
+    mut rx: tokio::sync::mpsc::Receiver<AuditJob>,
 ) {
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
         let (drafts, waiters): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
         let written = write_batch(&writer, &chain, &head, drafts).await;
-        if written.is_err() {
-            set_head(&head, None);
-        }
         let sync = sync.clone();
         tokio::spawn(async move {
             let result = match written {
@@ -1123,28 +1065,18 @@ async fn write_batch(
 ) -> Result<Vec<AuditRow>, StoreError> {
     let mut conn = writer.acquire().await.map_err(backend)?;
     let known = head.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let (mut seq, mut prev) = match known {
+    let start = match known {
         Some(h) => h,
-        None => sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend)?
-            .map(|r| (r.get(0), r.get(1)))
-            .unwrap_or((0, GENESIS.to_vec())),
+        None => read_head(&mut conn).await?,
     };
-    let mut rows = Vec::with_capacity(drafts.len());
-    for d in drafts {
-        seq += 1;
-        let hash = chain.link(&prev, seq, &d);
-        rows.push(AuditRow { seq, draft: d, prev_hash: std::mem::replace(&mut prev, hash.clone()), hash });
-    }
-    let script = batch_script(chain, &rows);
+    let (rows, new_head) = link_rows(chain, start, drafts);
+    let script = format!("BEGIN IMMEDIATE;\n{}COMMIT;", rows_script(chain, &rows));
     // Not prepared for reuse: every script is different.
     if let Err(e) = sqlx::query(&script).persistent(false).execute(&mut *conn).await {
         set_head(head, None);
         let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
         return Err(backend(e));
     }
-    set_head(head, Some((seq, prev)));
+    set_head(head, Some(new_head));
     Ok(rows)
 }
