@@ -4,9 +4,9 @@
 //! Steps, each in the job log with its duration: `start` → `pending` (the
 //! stored pending if there is one, else a new value by the trigger's policy,
 //! stored before the database is touched) → `apply` (if pending was left by
-//! an earlier attempt, log in with it: already applied? done; then with
-//! active, previous, or the admin
-//! credential, and set the new password) → `test` (a fresh login with
+//! an earlier attempt, log in with it: already applied? done; else log in
+//! with active, previous, or the admin credential, and set the new
+//! password) → `test` (a fresh login with
 //! pending) → `complete`. Any failure ends the job through the engine, which
 //! retries with backoff and reuses pending; a definite refusal of the value
 //! by the database discards pending so the retry makes a new one.
@@ -256,7 +256,14 @@ pub async fn run<D: Driver>(driver: &D, rotation: &RotationService, d: Dispatch,
     // apply
     let t2 = Instant::now();
     let previous = chain.previous.as_ref().map(|(_, v)| v);
-    let outcome = apply(driver, rotation, &config, &t, (&new_pw, reused), &active, previous).await;
+    let applied = if reused { Some(driver.login(&t, &t.user, &new_pw).await) } else { None };
+    let outcome = match applied {
+        Some(Ok(_)) => Apply::AlreadyApplied,
+        Some(Err(ConnectError::Unreachable(why))) => Apply::Failed(why),
+        Some(Err(ConnectError::Rejected)) | None => {
+            apply(driver, rotation, &config, &t, &new_pw, &active, previous).await
+        }
+    };
     match outcome {
         Apply::AlreadyApplied => step("apply", t2, true, "pending already logs in; nothing to change".into()).await,
         Apply::Changed(via) => step("apply", t2, true, format!("password changed, logged in with {via}")).await,
@@ -303,17 +310,10 @@ async fn apply<D: Driver>(
     rotation: &RotationService,
     config: &Value,
     t: &Target,
-    (new_pw, reused): (&SecretString, bool),
+    new_pw: &SecretString,
     active: &SecretValue,
     previous: Option<&SecretValue>,
 ) -> Apply {
-    if reused {
-        match driver.login(t, &t.user, new_pw).await {
-            Ok(_) => return Apply::AlreadyApplied,
-            Err(ConnectError::Rejected) => {}
-            Err(ConnectError::Unreachable(why)) => return Apply::Failed(why),
-        }
-    }
     let admin_mode = config.get("mode").and_then(Value::as_str) == Some("admin");
     let (client, via) = if admin_mode {
         let Some(admin_id) = config.get("adminSecretId").and_then(Value::as_str) else {

@@ -39,13 +39,11 @@ pub async fn audit(State(state): State<AppState>, req: Request, next: Next) -> R
     audited(state, req, next).await
 }
 
-/// The outermost layer: every request runs to its end in a task of its own,
-/// started when hyper hands the request over (not when hyper first polls
-/// it), so a client that disconnects cannot cut it short. A change that was
-/// committed is always followed by its cache invalidation, and a request the
-/// server received always gets its audit record, whether or not anyone is
-/// still there for the answer. (hyper drops a request's future when the
-/// client closes its side, possibly before polling it once.)
+/// Wraps the whole router (see `serve` in lib.rs): every request runs to its
+/// end in a task of its own, started when hyper hands the request over (not
+/// when hyper first polls it), so a client that disconnects cannot cut it
+/// short and a request the server received always gets its audit record,
+/// whether or not anyone is still there for the answer.
 #[derive(Clone)]
 pub struct RunToEnd<S>(pub S);
 
@@ -86,8 +84,8 @@ async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = loggable_path(req.uri().path());
     if let Some(k) = header(req.headers(), "x-ncp-iam-access-key") {
-        // Who tried, also for requests no route matched (authentication then
-        // does not run; when it does, it records the same).
+        // Recorded even when authentication fails or no route matched: who
+        // tried is the point.
         ctx.set_access_key(&k.chars().take(128).collect::<String>());
     }
     req.extensions_mut().insert(ctx.clone());
@@ -155,11 +153,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     let h = req.headers();
     let path_with_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+    // The claimed key is already in the audit context (`audited`).
     let claimed = header(h, "x-ncp-iam-access-key");
-    if let Some(k) = claimed {
-        // Recorded even when authentication fails: who tried is the point.
-        ctx.set_access_key(&k.chars().take(128).collect::<String>());
-    }
     let signed = SignedRequest {
         method: req.method().as_str(),
         path_with_query: &path_with_query,
