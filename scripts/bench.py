@@ -83,21 +83,21 @@ def stop_all():
         stop(p)
 
 
-def peak_rss_mb(pid):
-    """VmHWM: the process's peak resident set size."""
+def proc_status_mb(pid, field):
+    """A memory field of /proc/<pid>/status (VmHWM: peak RSS, VmRSS: RSS) in MB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def peak_rss_mb(pid):
+    return proc_status_mb(pid, "VmHWM")
 
 
 def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+    return proc_status_mb(pid, "VmRSS")
 
 
 def pct(xs, p):
@@ -327,8 +327,6 @@ def bench_reads(args, work, results):
 
 def timed_parallel(fn, items, parallel):
     """Runs fn over items with `parallel` in flight; returns (wall s, per-item s)."""
-    durations = []
-
     def one(x):
         t = time.perf_counter()
         fn(x)
@@ -421,9 +419,10 @@ def rotary_round(rot, sids, parallel):
     epoch0 = time.time()
     timed_parallel(lambda sid: rot.call("POST", f"/api/v1/secrets/{sid}/rotation"), sids, parallel)
     deadline = time.perf_counter() + 600
+    wanted = set(sids)
     while True:
-        page = rot.call("GET", f"/api/v1/secrets?pageNo=1&pageSize=1000")["data"]["secretList"]
-        mine = [s for s in page if s["secretId"] in set(sids)]
+        page = rot.call("GET", "/api/v1/secrets?pageNo=1&pageSize=1000")["data"]["secretList"]
+        mine = [s for s in page if s["secretId"] in wanted]
         done = [s for s in mine if s["secretStatus"] != "ROTATING" and (s.get("lastRotationDate") or 0) >= epoch0 * 1000]
         if len(done) == n:
             break
